@@ -1,0 +1,8 @@
+"""Methods: one LightningModule per method over :class:`RobustClassifier`."""
+
+from lit_robust.methods.adversarial import AdversarialTraining
+from lit_robust.methods.base import RobustClassifier
+from lit_robust.methods.standard import StandardTraining
+from lit_robust.methods.trades import TRADES
+
+__all__ = ["AdversarialTraining", "RobustClassifier", "StandardTraining", "TRADES"]

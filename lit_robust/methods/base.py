@@ -1,0 +1,260 @@
+"""The shared base of every method: model building, optimization, metrics and evaluation.
+
+A method subclasses :class:`RobustClassifier` and overrides only what its paper changes:
+:meth:`make_adversarial` and :meth:`training_loss` for the training objective,
+:meth:`transform_model` for model surgery, :meth:`param_groups` for which parameters train,
+and Lightning's lifecycle hooks for multi-stage work (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from lit_robust.attacks import PGDAttack
+from lit_robust.evaluation.base import Evaluator
+from lit_robust.methods.optim import OptimizerName, ScheduleName, build_optimizer, schedule_factor
+from lit_robust.models.checkpoint import load_weights
+from lit_robust.models.modes import eval_mode
+from lit_robust.models.normalize import NormalizedClassifier
+from lit_robust.models.zoo import build_backbone
+
+Batch = tuple[Tensor, Tensor]
+
+
+class RobustClassifier(LightningModule):
+    """Base LightningModule: a classifier ``Normalize ∘ backbone`` trained on [0, 1] images.
+
+    Args:
+        backbone: a name from :func:`lit_robust.models.zoo.available_backbones`
+            (e.g. ``resnet18``, ``wrn_34_10``, ``tv_resnet50``, ``timm/<name>``).
+        backbone_kwargs: extra keyword arguments for the backbone constructor.
+        num_classes: classes of the task; ``None`` takes them from the DataModule.
+        mean: per-channel mean of the model's Normalize; ``None`` takes the DataModule's.
+            Use ``[0, 0, 0]`` with ``std: [1, 1, 1]`` for checkpoints trained without
+            normalization.
+        std: per-channel std of the model's Normalize; ``None`` takes the DataModule's.
+        pretrained: path of a checkpoint to start from (plain state dict, Lightning
+            checkpoint, or the robust-models-transfer / MadryLab format).
+        reset_head: load everything but the classifier from ``pretrained`` and start from a
+            new head sized for ``num_classes`` (transfer to another task).
+        optimizer: ``sgd``, ``adamw`` or ``adam``.
+        lr: base learning rate.
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum.
+        weight_decay: weight decay.
+        schedule: ``constant``, ``multistep`` or ``cosine``, in epochs, applied per step.
+        milestones: epochs of the multistep decays (default 50% and 75% of training).
+        gamma: multistep decay factor.
+        warmup_epochs: linear learning-rate warm-up length in epochs.
+        val_attack: attack for robust validation accuracy; ``None`` validates clean only.
+        val_attack_batches: attack only the first this-many validation batches.
+        evaluators: test-time evaluators (clean, PGD with restarts, AutoAttack, smoothing,
+            corruptions); ``None`` uses clean accuracy and PGD-10 with 3 restarts with the
+            validation attack's budget.
+        channels_last: keep the model in channels-last memory format (faster on GPUs).
+        report_dir: where ``test`` writes ``report.json`` / ``report.md``; ``None`` uses the
+            logger's directory.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        backbone_kwargs: dict[str, Any] | None = None,
+        num_classes: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        pretrained: str | None = None,
+        reset_head: bool = False,
+        optimizer: OptimizerName = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 5e-4,
+        schedule: ScheduleName = "multistep",
+        milestones: Sequence[float] | None = None,
+        gamma: float = 0.1,
+        warmup_epochs: float = 0.0,
+        val_attack: PGDAttack | None = None,
+        val_attack_batches: int | None = None,
+        evaluators: Sequence[Evaluator] | None = None,
+        channels_last: bool = False,
+        report_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither (then the DataModule's are used)")
+        if pretrained is not None and not Path(pretrained).is_file():
+            raise FileNotFoundError(f"pretrained checkpoint not found: {pretrained}")
+        self.save_hyperparameters(ignore=["val_attack", "evaluators"])
+        self.val_attack = val_attack
+        self.val_attack_batches = val_attack_batches
+        self._evaluators_arg = list(evaluators) if evaluators is not None else None
+        self.model: nn.Module | None = None
+        self.evaluators = nn.ModuleList()
+        self.test_results: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ model building
+    def _resolve(self, key: str) -> Any:
+        value = self.hparams.get(key)
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        data_value = getattr(datamodule, key, None) if datamodule is not None else None
+        if key == "num_classes" and value is not None and data_value is not None:
+            if int(value) != int(data_value):
+                raise ValueError(
+                    f"num_classes={value} contradicts the data ({type(datamodule).__name__} has "
+                    f"{data_value} classes); drop model.num_classes or fix it"
+                )
+        if value is None:
+            value = data_value
+        if value is None:
+            raise ValueError(
+                f"{key} is unknown: pass model.{key} or train/test with a DataModule that "
+                f"defines it"
+            )
+        if key in ("mean", "std"):
+            value = [float(v) for v in value]
+        self.hparams[key] = value
+        return value
+
+    def configure_model(self) -> None:
+        """Build ``Normalize ∘ backbone``, load ``pretrained``, apply :meth:`transform_model`."""
+        if self.model is not None:
+            return
+        num_classes = int(self._resolve("num_classes"))
+        mean, std = self._resolve("mean"), self._resolve("std")
+        net = build_backbone(
+            self.hparams.backbone, num_classes=num_classes, **(self.hparams.backbone_kwargs or {})
+        )
+        if self.hparams.pretrained is not None:
+            load_weights(net, self.hparams.pretrained, skip_head=self.hparams.reset_head)
+        model = self.transform_model(NormalizedClassifier(net, mean=mean, std=std))
+        if self.hparams.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self._build_metrics(num_classes)
+
+    def transform_model(self, model: NormalizedClassifier) -> nn.Module:
+        """Model surgery after loading weights (TWINS: dual BN; CARTL: NEFT). Identity here."""
+        return model
+
+    def _build_metrics(self, num_classes: int) -> None:
+        acc = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro")})
+        self.train_metrics = acc.clone(prefix="train/")
+        self.val_metrics = acc.clone(prefix="val/")
+        self.val_robust_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_loss = MeanMetric()
+        evaluators = self._evaluators_arg
+        if evaluators is None:
+            evaluators = self.default_evaluators()
+        self.evaluators = nn.ModuleList(evaluators)
+
+    def default_evaluators(self) -> list[Evaluator]:
+        """Clean accuracy and PGD-10 with 3 restarts at the validation attack's budget."""
+        from lit_robust.evaluation import CleanAccuracy, PGDEvaluator
+
+        attack = self.val_attack or PGDAttack()
+        return [
+            CleanAccuracy(),
+            PGDEvaluator(
+                eps=attack.eps, step_size=attack.step_size, steps=max(attack.steps, 10),
+                norm=attack.norm, restarts=3,
+            ),
+        ]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    # ------------------------------------------------------------------ optimization
+    def param_groups(self) -> list[dict[str, Any]] | list[nn.Parameter]:
+        """Parameters (or groups) the optimizer updates; all trainable ones by default."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        params = self.param_groups()
+        if len(params) == 0:
+            raise ValueError(f"{type(self).__name__} has no trainable parameters")
+        optimizer = build_optimizer(params, hp.optimizer, hp.lr, hp.momentum, hp.nesterov,
+                                    hp.weight_decay)
+        max_epochs = self.trainer.max_epochs if self.trainer.max_epochs not in (None, -1) else 1
+        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(max_epochs, 1))
+        factor = schedule_factor(hp.schedule, max_epochs, hp.milestones, hp.gamma,
+                                 hp.warmup_epochs)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: factor(step / steps_per_epoch)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # ------------------------------------------------------------------ training
+    def make_adversarial(self, x: Tensor, y: Tensor) -> Tensor | None:
+        """Training inputs to attack with; ``None`` for methods that train on clean data."""
+        return None
+
+    def training_loss(self, x: Tensor, x_adv: Tensor | None, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(loss, logits used for training accuracy)``; cross-entropy here."""
+        logits = self.model(x)
+        return F.cross_entropy(logits, y), logits
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        x, y = batch
+        if batch_idx == 0 and self.current_epoch == 0:
+            check_pixel_range(x)
+        x_adv = self.make_adversarial(x, y)
+        loss, logits = self.training_loss(x, x_adv, y)
+        self.train_loss(loss.detach())
+        self.train_metrics(logits.detach(), y)
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return loss
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        x, y = batch
+        with eval_mode(self.model):
+            logits = self.model(x)
+            self.val_metrics(logits, y)
+            self.log_dict(self.val_metrics, prog_bar=True)
+            limit = self.val_attack_batches
+            if self.val_attack is not None and (limit is None or batch_idx < limit):
+                with torch.enable_grad():
+                    x_adv = self.val_attack(self.model, x, y)
+                self.val_robust_acc(self.model(x_adv), y)
+                self.log("val/robust_acc", self.val_robust_acc, prog_bar=True)
+
+    # ------------------------------------------------------------------ test
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        x, y = batch
+        if batch_idx == 0:
+            check_pixel_range(x)
+        with eval_mode(self.model), torch.enable_grad():
+            for evaluator in self.evaluators:
+                evaluator.update(self.model, x, y)
+
+    def on_test_epoch_end(self) -> None:
+        from lit_robust.evaluation.report import finish_evaluation
+
+        self.test_results = finish_evaluation(self, list(self.evaluators))
+
+
+def check_pixel_range(x: Tensor) -> None:
+    """Fail early when a batch is not in [0, 1] (e.g. normalized twice or in 0–255)."""
+    low, high = float(x.min()), float(x.max())
+    if low < -1e-4 or high > 1 + 1e-4:
+        raise ValueError(
+            f"input images must be in [0, 1] pixel space, got values in [{low:.3f}, {high:.3f}]; "
+            "normalization belongs inside the model (set model.mean / model.std), not in the "
+            "data transforms"
+        )
+
