@@ -155,7 +155,9 @@ class RobustDataModule(LightningDataModule):
                 f"download=True: {self.dataset_name} cannot be downloaded automatically; "
                 f"download it from its official site and point root= at it"
             )
-        self.save_hyperparameters()
+        # mean/std are recorded by the model, whose Normalize uses them (and may differ, e.g.
+        # when fine-tuning a checkpoint trained with other statistics).
+        self.save_hyperparameters(ignore=["mean", "std"])
 
         self.root = Path(root or os.environ.get("LIT_ROBUST_DATA") or "data").expanduser()
         self.download = download
