@@ -1,0 +1,39 @@
+"""Evaluators, the plain-Python runner and the robustness report.
+
+Metric names are flat strings that double as TensorBoard tags (logged as ``test/<name>``):
+
+| evaluator | metric names |
+|---|---|
+| :class:`CleanAccuracy` | ``clean_acc`` |
+| :class:`PGDEvaluator` | ``robust_acc/pgd<steps>[x<restarts>]_<norm>_eps<ε>``, e.g. ``robust_acc/pgd10x3_linf_eps0.03137`` |
+| :class:`AutoAttackEvaluator` | ``robust_acc/autoattack_standard_linf_eps0.03137`` and ``.../<attack>`` after each attack |
+| :class:`SanityChecks` | ``sanity/<check>`` (1.0 pass, 0.0 fail) and ``eps_sweep/sanity/eps<ε>`` |
+| :func:`check_metrics` | ``sanity/robust_le_clean`` |
+| :class:`SmoothingCertification` | ``smoothing_sigma<σ>/certified_acc@<r>``, ``.../acr``, ... |
+| :class:`CorruptionRobustness` | ``corruption_acc/mean``, ``corruption_acc/<corruption>``, ... |
+
+Accuracies are fractions in [0, 1]; a ``name=...`` argument replaces the default name.
+"""  # noqa: E501
+
+from lit_robust.evaluation.accuracy import CleanAccuracy
+from lit_robust.evaluation.autoattack_adapter import AutoAttackEvaluator
+from lit_robust.evaluation.base import Evaluator
+from lit_robust.evaluation.certify_evaluator import SmoothingCertification
+from lit_robust.evaluation.corruption_evaluator import CorruptionRobustness
+from lit_robust.evaluation.pgd_evaluator import PGDEvaluator
+from lit_robust.evaluation.report import RobustnessReport, finish_evaluation, log_to_tensorboard
+from lit_robust.evaluation.runner import evaluate
+from lit_robust.evaluation.sanity import (
+    SanityCheckError,
+    SanityChecks,
+    SanityCheckWarning,
+    check_metrics,
+)
+from lit_robust.evaluation.smoothing import SmoothedClassifier
+
+__all__ = [
+    "AutoAttackEvaluator", "CleanAccuracy", "CorruptionRobustness", "Evaluator", "PGDEvaluator",
+    "RobustnessReport", "SanityCheckError", "SanityCheckWarning", "SanityChecks",
+    "SmoothedClassifier", "SmoothingCertification", "check_metrics", "evaluate",
+    "finish_evaluation", "log_to_tensorboard",
+]

@@ -1,0 +1,45 @@
+"""Clean (unperturbed) top-1 accuracy."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lit_robust.evaluation.base import Evaluator
+from lit_robust.models.modes import eval_mode
+
+
+class CleanAccuracy(Evaluator):
+    """Top-1 accuracy on the unperturbed test images.
+
+    Reports ``{"clean_acc": accuracy}`` (the key is the evaluator's ``name``).
+
+    Args:
+        name: metric name; ``"clean_acc"`` by default.
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.add_state("correct", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def default_name(self) -> str:
+        return "clean_acc"
+
+    def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
+        with eval_mode(model), torch.no_grad():
+            self.correct += (model(x).argmax(dim=1) == y).sum()
+        self.total += y.numel()
+
+    def compute(self) -> dict[str, float]:
+        return {self.name: accuracy(self.correct, self.total, self)}
+
+
+def accuracy(correct: Tensor, total: Tensor, evaluator: Evaluator) -> float:
+    """``correct / total`` as a float, with a clear error when no example was seen."""
+    if int(total) == 0:
+        raise RuntimeError(
+            f"{type(evaluator).__name__} ({evaluator.name!r}) saw no test examples; call "
+            f"update(model, x, y) on at least one batch before compute()"
+        )
+    return float(correct) / float(total)

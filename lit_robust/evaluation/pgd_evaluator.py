@@ -1,0 +1,125 @@
+"""Robust accuracy under PGD with restarts, optionally over a sweep of budgets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+
+from lit_robust.attacks import PGDAttack
+from lit_robust.attacks.objectives import AttackLoss
+from lit_robust.attacks.pgd import Norm
+from lit_robust.evaluation.accuracy import accuracy
+from lit_robust.evaluation.base import Evaluator
+from lit_robust.evaluation.runner import attack_mode
+
+
+class PGDEvaluator(Evaluator):
+    """Robust accuracy under PGD-k with restarts (Madry et al., ICLR 2018).
+
+    Each example keeps its worst case over the restarts (:func:`lit_robust.attacks.pgd`).
+    As in AutoAttack, an example counts as robust only when it is classified correctly both
+    clean and under attack, so robust accuracy never exceeds clean accuracy.
+
+    Metric names: ``robust_acc/<name>`` with the default name ``pgd<steps>[x<restarts>]_
+    <norm>_eps<ε>``, e.g. ``robust_acc/pgd10x3_linf_eps0.03137``. With ``eps_list`` there is
+    one metric per budget: the default names carry each ε, and a given ``name`` becomes
+    ``robust_acc/<name>/eps<ε>``.
+
+    Args:
+        eps: radius in [0, 1] pixel units (L∞ 8/255, L2 0.5); replaced by ``eps_list``.
+        step_size: step in pixel units, the same for every budget; ``None`` uses
+            2.5·ε/steps for each ε.
+        steps: gradient steps per restart.
+        norm: ``"linf"`` or ``"l2"``.
+        restarts: independent random-start runs; the per-example worst case counts.
+        loss: attack objective, ``"ce"`` or ``"kl"`` (TRADES).
+        random_start: start each run from a random point of the ε-ball.
+        eps_list: several budgets to evaluate (an ε sweep) instead of ``eps``.
+        name: metric name (see above).
+
+    Raises:
+        ValueError: for budgets not in pixel units, ``steps < 0``, ``restarts < 1`` or an
+            empty ``eps_list``.
+    """
+
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        step_size: float | None = 2 / 255,
+        steps: int = 10,
+        norm: Norm = "linf",
+        restarts: int = 1,
+        loss: AttackLoss = "ce",
+        random_start: bool = True,
+        eps_list: Sequence[float] | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        budgets = [eps] if eps_list is None else list(eps_list)
+        if len(budgets) == 0:
+            raise ValueError("eps_list is empty; give at least one budget or leave it None")
+        self.attacks = [
+            PGDAttack(eps=e, step_size=step_size, steps=steps, norm=norm, loss=loss,
+                      random_start=random_start, restarts=restarts)
+            for e in budgets
+        ]
+        self.add_state("correct", default=torch.zeros(len(budgets), dtype=torch.long),
+                       dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def default_name(self) -> str:
+        return self.attacks[0].name
+
+    def metric_names(self) -> list[str]:
+        """The reported metric names, one per budget."""
+        if len(self.attacks) == 1:
+            return [f"robust_acc/{self.name}"]
+        if self._name is None:
+            return [f"robust_acc/{attack.name}" for attack in self.attacks]
+        return [f"robust_acc/{self._name}/eps{attack.eps:.4g}" for attack in self.attacks]
+
+    def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
+        with attack_mode(model):
+            with torch.no_grad():
+                clean_correct = model(x).argmax(dim=1) == y
+            for index, attack in enumerate(self.attacks):
+                x_adv = attack(model, x, y)
+                with torch.no_grad():
+                    robust = clean_correct & (model(x_adv).argmax(dim=1) == y)
+                self.correct[index] += robust.sum()
+        self.total += y.numel()
+
+    def compute(self) -> dict[str, float]:
+        return {
+            key: accuracy(correct, self.total, self)
+            for key, correct in zip(self.metric_names(), self.correct, strict=True)
+        }
+
+    def figures(self) -> dict[str, Figure]:
+        """Robust accuracy against ε when several budgets were evaluated."""
+        if len(self.attacks) < 2:
+            return {}
+        values = self.compute()
+        budgets = [attack.eps for attack in self.attacks]
+        figure = accuracy_vs_eps_figure(budgets, list(values.values()), self.attacks[0].norm,
+                                        title=f"PGD-{self.attacks[0].steps} ε sweep")
+        return {f"robust_acc_vs_eps/{self.name}": figure}
+
+
+def accuracy_vs_eps_figure(
+    budgets: Sequence[float], accuracies: Sequence[float], norm: str, title: str
+) -> Figure:
+    """A line plot of accuracy (%) against the budget ε (in /255 units for L∞)."""
+    figure = Figure(figsize=(4.5, 3.2), layout="constrained")
+    axes = figure.add_subplot()
+    scale, unit = (255.0, "ε (×1/255)") if norm.lower() == "linf" else (1.0, "ε")
+    axes.plot([scale * e for e in budgets], [100 * a for a in accuracies], marker="o")
+    axes.set_xlabel(f"{norm} {unit}")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_ylim(0, 100)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    return figure
