@@ -7,6 +7,7 @@ them (``class_path: lit_robust.attacks.PGDAttack``).
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from lit_robust.attacks.objectives import AttackLoss
@@ -65,3 +66,7 @@ class PGDAttack:
             f"PGDAttack(eps={self.eps:.6g}, step_size={self.step_size}, steps={self.steps}, "
             f"norm={self.norm!r}, loss={self.loss!r}, restarts={self.restarts})"
         )
+
+
+# Checkpoints record a method's attack among its hyperparameters; allow it in weights-only loads.
+torch.serialization.add_safe_globals([PGDAttack])

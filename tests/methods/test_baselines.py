@@ -1,0 +1,114 @@
+"""Standard training, PGD-AT and TRADES: CLI fit/test and real-data end-to-end outcomes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from lit_robust.attacks import PGDAttack
+from lit_robust.data import CIFAR10DataModule
+from lit_robust.evaluation import CleanAccuracy, PGDEvaluator
+from lit_robust.main import main
+from lit_robust.methods import TRADES, AdversarialTraining, StandardTraining
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_DATA = REPO / "tests" / "conf" / "tiny_cifar10.yaml"
+
+
+@pytest.mark.parametrize("config", ["standard", "adversarial_training", "trades"])
+def test_cli_fit_then_test_writes_report(config: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lit-robust"])
+    cli = main([
+        "fit", "--config", str(TINY_DATA),
+        "--config", str(REPO / "configs" / "method" / f"{config}.yaml"),
+        "--model.init_args.backbone", "tiny_cnn",
+        "--trainer.fast_dev_run", "true",
+        "--test_after_fit", "true",
+        "--model.init_args.report_dir", str(tmp_path / "reports"),
+    ])
+    results = cli.model.test_results
+    assert {"clean_acc", "robust_acc/pgd10x3_linf_eps0.03137"} <= set(results)
+    assert results["robust_acc/pgd10x3_linf_eps0.03137"] <= results["clean_acc"]
+    reports = list(tmp_path.rglob("report.json"))
+    assert len(reports) == 1
+    assert json.loads(reports[0].read_text())["metrics"]["clean_acc"] == results["clean_acc"]
+
+
+def test_validation_reports_clean_and_robust_accuracy(tmp_path: Path) -> None:
+    data = CIFAR10DataModule(samples_per_class=2, val_size=20, batch_size=8, num_workers=0)
+    model = StandardTraining(backbone="tiny_cnn", val_attack=PGDAttack(steps=2),
+                             val_attack_batches=1)
+    trainer = Trainer(fast_dev_run=True, logger=False, inference_mode=False,
+                      enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    assert {"val/acc", "val/robust_acc", "train/loss_epoch"} <= set(trainer.callback_metrics)
+
+
+def test_num_classes_contradicting_the_data_fails_early(tmp_path: Path) -> None:
+    data = CIFAR10DataModule(samples_per_class=2, val_size=20, batch_size=8, num_workers=0)
+    model = StandardTraining(backbone="tiny_cnn", num_classes=7)
+    trainer = Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False,
+                      default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match="num_classes=7 contradicts"):
+        trainer.fit(model, data)
+
+
+def test_images_outside_unit_range_fail_early() -> None:
+    from lit_robust.methods.base import check_pixel_range
+
+    with pytest.raises(ValueError, match=r"\[0, 1\] pixel space"):
+        check_pixel_range(torch.randn(2, 3, 4, 4))
+
+
+def test_missing_pretrained_checkpoint_fails_before_training(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        StandardTraining(backbone="tiny_cnn", pretrained=str(tmp_path / "nope.pt"))
+
+
+def train_and_attack(model, seed: int = 0) -> dict[str, float]:
+    """Train on 3,000 real CIFAR-10 images for 4 epochs; PGD-10 on 500 test images."""
+    torch.manual_seed(seed)
+    data = CIFAR10DataModule(samples_per_class=300, val_size=0, test_samples_per_class=50,
+                             batch_size=64, num_workers=0)
+    trainer = Trainer(max_epochs=4, logger=False, inference_mode=False, accelerator="cpu",
+                      enable_progress_bar=False, enable_checkpointing=False,
+                      enable_model_summary=False)
+    trainer.fit(model, data)
+    trainer.test(model, data, verbose=False)
+    return model.test_results
+
+
+def evaluators() -> list:
+    return [CleanAccuracy(), PGDEvaluator(eps=8 / 255, step_size=2 / 255, steps=10)]
+
+
+ROBUST = "robust_acc/pgd10_linf_eps0.03137"
+COMMON = dict(backbone="tiny_cnn", lr=0.05, schedule="cosine", evaluators=None)
+
+
+@pytest.mark.slow
+def test_adversarial_training_and_trades_beat_standard_training_under_pgd() -> None:
+    """Measured here (tiny_cnn, 3,000 images, 4 epochs): ST 30.6% clean / 0.6% PGD-10,
+    AT 27.2% / 19.8%, TRADES 28.0% / 18.6%. Chance is 10%; thresholds leave a margin."""
+    attack = PGDAttack(eps=8 / 255, step_size=2.5 / 255, steps=3)
+    runs = {
+        "st": StandardTraining(**{**COMMON, "evaluators": evaluators()}),
+        "at": AdversarialTraining(attack=attack, **{**COMMON, "evaluators": evaluators()}),
+        "trades": TRADES(
+            beta=6.0, attack=PGDAttack(eps=8 / 255, step_size=2.5 / 255, steps=3, loss="kl"),
+            **{**COMMON, "evaluators": evaluators()},
+        ),
+    }
+    results = {name: train_and_attack(model) for name, model in runs.items()}
+    print({k: {m: round(v, 3) for m, v in r.items()} for k, r in results.items()})
+    assert results["st"]["clean_acc"] > 0.2
+    assert results["st"][ROBUST] < 0.08
+    for name in ("at", "trades"):
+        assert results[name][ROBUST] > 0.14, name
+        assert results[name][ROBUST] > results["st"][ROBUST] + 0.08, name
