@@ -18,8 +18,15 @@ Accuracies are fractions in [0, 1]; a ``name=...`` argument replaces the default
 from lit_robust.evaluation.accuracy import CleanAccuracy
 from lit_robust.evaluation.autoattack_adapter import AutoAttackEvaluator
 from lit_robust.evaluation.base import Evaluator
+from lit_robust.evaluation.certification_stats import (
+    binomial_two_sided_pvalue,
+    certified_radius,
+    clopper_pearson_lower,
+)
 from lit_robust.evaluation.certify_evaluator import SmoothingCertification
+from lit_robust.evaluation.corruption_data import open_corrupted
 from lit_robust.evaluation.corruption_evaluator import CorruptionRobustness
+from lit_robust.evaluation.corruptions import CORRUPTIONS, corrupt
 from lit_robust.evaluation.pgd_evaluator import PGDEvaluator
 from lit_robust.evaluation.report import RobustnessReport, finish_evaluation, log_to_tensorboard
 from lit_robust.evaluation.runner import evaluate
@@ -29,11 +36,13 @@ from lit_robust.evaluation.sanity import (
     SanityCheckWarning,
     check_metrics,
 )
-from lit_robust.evaluation.smoothing import SmoothedClassifier
+from lit_robust.evaluation.smoothing import ABSTAIN, SmoothedClassifier
 
 __all__ = [
-    "AutoAttackEvaluator", "CleanAccuracy", "CorruptionRobustness", "Evaluator", "PGDEvaluator",
+    "ABSTAIN", "CORRUPTIONS", "AutoAttackEvaluator", "CleanAccuracy", "CorruptionRobustness",
+    "Evaluator", "PGDEvaluator",
     "RobustnessReport", "SanityCheckError", "SanityCheckWarning", "SanityChecks",
     "SmoothedClassifier", "SmoothingCertification", "check_metrics", "evaluate",
-    "finish_evaluation", "log_to_tensorboard",
+    "binomial_two_sided_pvalue", "certified_radius", "clopper_pearson_lower", "corrupt",
+    "finish_evaluation", "log_to_tensorboard", "open_corrupted",
 ]
