@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 import lit_robust.data  # noqa: F401  (registers the DataModules for short names)
@@ -34,8 +34,14 @@ class LitRobustCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule)
 
 
-def main(args: Sequence[str] | None = None, run: bool = True) -> LightningCLI:
-    """Run the CLI; ``args`` replaces ``sys.argv[1:]`` (handy in tests and notebooks)."""
+def cli(args: Sequence[str] | None = None, run: bool = True) -> LitRobustCLI:
+    """Build (and by default run) the CLI and return it, with its trainer, model and data.
+
+    Args:
+        args: replaces ``sys.argv[1:]`` (tests, notebooks), e.g.
+            ``["fit", "--config", "configs/quickstart.yaml"]``.
+        run: run the subcommand; ``False`` only parses and instantiates.
+    """
     trainer_defaults: dict[str, Any] = {
         "inference_mode": False,
         "logger": {
@@ -44,7 +50,6 @@ def main(args: Sequence[str] | None = None, run: bool = True) -> LightningCLI:
         },
         "callbacks": [
             ModelCheckpoint(save_last=True, save_top_k=1, monitor=None),
-            LearningRateMonitor(logging_interval="epoch"),
         ],
     }
     return LitRobustCLI(
@@ -59,6 +64,11 @@ def main(args: Sequence[str] | None = None, run: bool = True) -> LightningCLI:
         run=run,
         auto_configure_optimizers=False,
     )
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """The ``lit-robust`` console script: run the CLI (``args`` replaces ``sys.argv[1:]``)."""
+    cli(args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from lit_robust.main import main
+from lit_robust.main import cli
 from tests.data.native_dataset_files import write_cifar_pickles, write_svhn_mat
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,9 +55,9 @@ def native_root(data_class: str, tmp_path: Path) -> Path | None:
 def fit_args(config: Path, tmp_path: Path) -> list[str]:
     content = yaml.safe_load(config.read_text()) or {}
     args = ["fit"]
-    if "model" not in content:
+    if "class_path" not in (content.get("model") or {}):
         args += ["--config", str(TINY_MODEL)]
-    if "data" not in content:
+    if "class_path" not in (content.get("data") or {}):
         args += ["--config", str(TINY_DATA)]
     args += ["--config", str(config)]
     data_class = (content.get("data") or {}).get("class_path", "CIFAR10DataModule")
@@ -92,6 +92,6 @@ def fit_args(config: Path, tmp_path: Path) -> list[str]:
 def test_config_fits_with_fast_dev_run(config: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lit-robust"])
-    cli = main(fit_args(config, tmp_path))
-    assert cli.trainer.state.finished
-    assert cli.trainer.global_step == 1
+    run = cli(fit_args(config, tmp_path))
+    assert run.trainer.state.finished
+    assert run.trainer.global_step == 1

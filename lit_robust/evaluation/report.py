@@ -220,7 +220,7 @@ def log_to_tensorboard(
 
 def _report_directory(module: LightningModule, report_dir: str | Path | None) -> Path | None:
     if report_dir is None:
-        report_dir = module.hparams.get("report_dir")
+        report_dir = getattr(module, "report_dir", None)
     if report_dir is None:
         for candidate in module.loggers:
             log_dir = getattr(candidate, "log_dir", None)
@@ -246,7 +246,7 @@ def finish_evaluation(
     Args:
         module: the LightningModule under test (its ``model`` is evaluated, if it has one).
         evaluators: the test-time evaluators, already updated on every test batch.
-        report_dir: where the report goes; ``None`` uses ``module.hparams.report_dir``, else
+        report_dir: where the report goes; ``None`` uses ``module.report_dir``, else
             the first logger's ``log_dir``; with neither, no report file is written.
         strict: raise when the cross-evaluator check (robust ≤ clean) fails.
 

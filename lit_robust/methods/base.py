@@ -94,7 +94,10 @@ class RobustClassifier(LightningModule):
             raise ValueError("give both mean and std, or neither (then the DataModule's are used)")
         if pretrained is not None and not Path(pretrained).is_file():
             raise FileNotFoundError(f"pretrained checkpoint not found: {pretrained}")
-        self.save_hyperparameters(ignore=["val_attack", "evaluators"])
+        # Run settings stay out of the hyperparameters: LightningCLI re-applies a checkpoint's
+        # hyperparameters over the command line on `test --ckpt_path`.
+        self.save_hyperparameters(ignore=["val_attack", "evaluators", "report_dir"])
+        self.report_dir = report_dir
         self.val_attack = val_attack
         self.val_attack_batches = val_attack_batches
         self._evaluators_arg = list(evaluators) if evaluators is not None else None
@@ -217,6 +220,9 @@ class RobustClassifier(LightningModule):
         self.train_metrics(logits.detach(), y)
         self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        if batch_idx == 0:
+            self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True,
+                     on_epoch=False)
         return loss
 
     # ------------------------------------------------------------------ validation

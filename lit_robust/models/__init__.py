@@ -6,6 +6,15 @@ from lit_robust.models.checkpoint import (
     load_weights,
 )
 from lit_robust.models.cifar_resnet import CifarResNet, resnet18, resnet34, resnet50
+from lit_robust.models.dual_bn import (
+    DualBatchNorm2d,
+    convert_to_dual_bn,
+    dual_batchnorms,
+    export_adaptive,
+    set_wing,
+    use_wing,
+)
+from lit_robust.models.modes import eval_mode, mode
 from lit_robust.models.normalize import Normalize, NormalizedClassifier
 from lit_robust.models.preact_resnet import PreActResNet, preact_resnet18
 from lit_robust.models.surgery import (
@@ -26,7 +35,8 @@ from lit_robust.models.zoo import (
 )
 
 __all__ = [
-    "CheckpointMismatchError", "CifarResNet", "Normalize", "NormalizedClassifier",
+    "CheckpointMismatchError", "CifarResNet", "DualBatchNorm2d", "convert_to_dual_bn",
+    "dual_batchnorms", "eval_mode", "export_adaptive", "mode", "set_wing", "use_wing", "Normalize", "NormalizedClassifier",
     "PreActResNet", "TinyCNN", "WideResNet", "available_backbones", "build_backbone",
     "build_classifier", "freeze", "get_head", "load_state_dict_file", "load_weights",
     "named_candidate_modules", "preact_resnet18", "register_backbone", "replace_head",

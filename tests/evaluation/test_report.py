@@ -114,6 +114,7 @@ class _Classifier(LightningModule):
     def __init__(self, evaluators: list[Evaluator], report_dir: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["evaluators"])
+        self.report_dir = report_dir
         torch.manual_seed(0)
         self.model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
         self.evaluators = nn.ModuleList(evaluators)

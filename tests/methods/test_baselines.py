@@ -13,7 +13,7 @@ from lightning.pytorch import Trainer
 from lit_robust.attacks import PGDAttack
 from lit_robust.data import CIFAR10DataModule
 from lit_robust.evaluation import CleanAccuracy, PGDEvaluator
-from lit_robust.main import main
+from lit_robust.main import cli
 from lit_robust.methods import TRADES, AdversarialTraining, StandardTraining
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ TINY_DATA = REPO / "tests" / "conf" / "tiny_cifar10.yaml"
 def test_cli_fit_then_test_writes_report(config: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lit-robust"])
-    cli = main([
+    run = cli([
         "fit", "--config", str(TINY_DATA),
         "--config", str(REPO / "configs" / "method" / f"{config}.yaml"),
         "--model.init_args.backbone", "tiny_cnn",
@@ -32,7 +32,7 @@ def test_cli_fit_then_test_writes_report(config: str, tmp_path: Path, monkeypatc
         "--test_after_fit", "true",
         "--model.init_args.report_dir", str(tmp_path / "reports"),
     ])
-    results = cli.model.test_results
+    results = run.model.test_results
     assert {"clean_acc", "robust_acc/pgd10x3_linf_eps0.03137"} <= set(results)
     assert results["robust_acc/pgd10x3_linf_eps0.03137"] <= results["clean_acc"]
     reports = list(tmp_path.rglob("report.json"))

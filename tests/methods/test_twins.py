@@ -19,7 +19,7 @@ from lit_robust.attacks import PGDAttack
 from lit_robust.data import CIFAR10DataModule, GTSRBDataModule
 from lit_robust.evaluation import CleanAccuracy, PGDEvaluator
 from lit_robust.losses import trades_kl
-from lit_robust.main import main
+from lit_robust.main import cli
 from lit_robust.methods import AdversarialTraining
 from lit_robust.methods.twins import TWINS
 from lit_robust.models.dual_bn import DualBatchNorm2d, dual_batchnorms, set_wing, use_wing
@@ -265,13 +265,13 @@ def test_cli_fit_and_test_with_fast_dev_run(variant: str, tmp_path: Path, monkey
     configs = ["--config", str(CONFIGS / f"gtsrb_from_cifar10_twins_{variant}.yaml"),
                "--config", str(write_cli_overrides(tmp_path, log_grad_ratio_every_n_steps=1)),
                "--trainer.fast_dev_run", "true"]
-    fit = main(["fit", *configs])
+    fit = cli(["fit", *configs])
     assert fit.model.variant == variant
     assert fit.trainer.global_step == 1
     assert {"train/grad_ratio/conv_frozen", "train/grad_ratio/bn_weight_adaptive",
             "train/loss_frozen", "val/robust_acc"} <= set(fit.trainer.callback_metrics)
 
-    test = main(["test", *configs])
+    test = cli(["test", *configs])
     results = test.model.test_results
     robust = "robust_acc/pgd2_linf_eps0.03137"
     assert {"clean_acc", robust} <= set(results)
@@ -293,7 +293,7 @@ def test_cli_checkpoint_holds_both_wings_and_restores_them(tmp_path: Path, monke
     overrides = write_cli_overrides(tmp_path, pretrained=str(tmp_path / "source.pt"))
     config = CONFIGS / "gtsrb_from_cifar10_twins_at.yaml"
     common = ["--config", str(config), "--config", str(overrides)]
-    fit = main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+    fit = cli(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
                 "--trainer.limit_val_batches", "1"])
     assert fit.trainer.global_step == 3
     (last,) = tmp_path.rglob("last.ckpt")
@@ -302,7 +302,7 @@ def test_cli_checkpoint_holds_both_wings_and_restores_them(tmp_path: Path, monke
     assert torch.equal(state[key.format("frozen")], source.layer2.bn.running_mean)
     assert not torch.equal(state[key.format("adaptive")], source.layer2.bn.running_mean)
 
-    test = main(["test", *common, "--ckpt_path", str(last)])
+    test = cli(["test", *common, "--ckpt_path", str(last)])
     restored = test.model.model.state_dict()
     for name, value in state.items():
         if name.startswith("model."):
