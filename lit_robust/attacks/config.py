@@ -54,7 +54,9 @@ class PGDAttack:
         restarts = f"x{self.restarts}" if self.restarts > 1 else ""
         return f"pgd{self.steps}{restarts}_{self.norm}_eps{self.eps:.4g}"
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    def __call__(
+        self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None
+    ) -> Tensor:
         return pgd(
             model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps,
             norm=self.norm, loss=self.loss, random_start=self.random_start,

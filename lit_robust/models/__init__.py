@@ -36,7 +36,8 @@ from lit_robust.models.zoo import (
 
 __all__ = [
     "CheckpointMismatchError", "CifarResNet", "DualBatchNorm2d", "convert_to_dual_bn",
-    "dual_batchnorms", "eval_mode", "export_adaptive", "mode", "set_wing", "use_wing", "Normalize", "NormalizedClassifier",
+    "dual_batchnorms", "eval_mode", "export_adaptive", "mode", "set_wing", "use_wing",
+    "Normalize", "NormalizedClassifier",
     "PreActResNet", "TinyCNN", "WideResNet", "available_backbones", "build_backbone",
     "build_classifier", "freeze", "get_head", "load_state_dict_file", "load_weights",
     "named_candidate_modules", "preact_resnet18", "register_backbone", "replace_head",
