@@ -94,8 +94,9 @@ COMMON = dict(backbone="tiny_cnn", lr=0.05, schedule="cosine", channels_last=Tru
 
 @pytest.mark.slow
 def test_adversarial_training_and_trades_beat_standard_training_under_pgd() -> None:
-    """Measured here (tiny_cnn, 3,000 images, 4 epochs): ST 30.6% clean / 0.6% PGD-10,
-    AT 27.2% / 19.8%, TRADES 28.0% / 18.6%. Chance is 10%; thresholds leave a margin."""
+    """Measured here (tiny_cnn, 2,000 images, 3 epochs, 300 test images): ST 40.7% clean /
+    6.3% PGD-10, AT 36.3% / 20.7%, TRADES 36.3% / 18.3%. Chance is 10%; one standard error is
+    about 2.3 points, and the thresholds leave at least 1.5 of them."""
     attack = PGDAttack(eps=8 / 255, step_size=2.5 / 255, steps=3)
     runs = {
         "st": StandardTraining(**{**COMMON, "evaluators": evaluators()}),
@@ -108,7 +109,7 @@ def test_adversarial_training_and_trades_beat_standard_training_under_pgd() -> N
     results = {name: train_and_attack(model) for name, model in runs.items()}
     print({k: {m: round(v, 3) for m, v in r.items()} for k, r in results.items()})
     assert results["st"]["clean_acc"] > 0.2
-    assert results["st"][ROBUST] < 0.08
+    assert results["st"][ROBUST] < 0.10
     for name in ("at", "trades"):
         assert results[name][ROBUST] > 0.14, name
-        assert results[name][ROBUST] > results["st"][ROBUST] + 0.08, name
+        assert results[name][ROBUST] > results["st"][ROBUST] + 0.07, name
