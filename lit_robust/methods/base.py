@@ -239,6 +239,12 @@ class RobustClassifier(LightningModule):
                 self.val_robust_acc(self.model(x_adv), y)
                 self.log("val/robust_acc", self.val_robust_acc, prog_bar=True)
 
+    # ------------------------------------------------------------------ predict
+    def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> Tensor:
+        """Class probabilities of a batch of [0, 1] images (labels, if any, are ignored)."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return torch.softmax(self.model(x).float(), dim=1)
+
     # ------------------------------------------------------------------ test
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch

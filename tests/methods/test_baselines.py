@@ -40,6 +40,22 @@ def test_cli_fit_then_test_writes_report(config: str, tmp_path: Path, monkeypatc
     assert json.loads(reports[0].read_text())["metrics"]["clean_acc"] == results["clean_acc"]
 
 
+def test_cli_predict_returns_class_probabilities(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lit-robust"])
+    run = cli([
+        "predict", "--config", str(TINY_DATA),
+        "--config", str(REPO / "configs" / "method" / "standard.yaml"),
+        "--model.init_args.backbone", "tiny_cnn", "--trainer.fast_dev_run", "true",
+        "--return_predictions", "true",
+    ])
+    assert run.trainer.state.finished
+    predictions = run.trainer.predict_loop.predictions
+    probabilities = torch.cat(predictions)
+    assert probabilities.shape[1] == 10
+    torch.testing.assert_close(probabilities.sum(1), torch.ones(len(probabilities)))
+
+
 def test_validation_reports_clean_and_robust_accuracy(tmp_path: Path) -> None:
     data = CIFAR10DataModule(samples_per_class=2, val_size=20, batch_size=8, num_workers=0)
     model = StandardTraining(backbone="tiny_cnn", val_attack=PGDAttack(steps=2),
