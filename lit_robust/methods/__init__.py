@@ -2,8 +2,9 @@
 
 from lit_robust.methods.adversarial import AdversarialTraining
 from lit_robust.methods.base import RobustClassifier
+from lit_robust.methods.rift import RiFT
 from lit_robust.methods.standard import StandardTraining
 from lit_robust.methods.trades import TRADES
 from lit_robust.methods.twins import TWINS
 
-__all__ = ["AdversarialTraining", "RobustClassifier", "StandardTraining", "TRADES", "TWINS"]
+__all__ = ["AdversarialTraining", "RiFT", "RobustClassifier", "StandardTraining", "TRADES", "TWINS"]

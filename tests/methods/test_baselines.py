@@ -129,3 +129,20 @@ def test_adversarial_training_and_trades_beat_standard_training_under_pgd() -> N
     for name in ("at", "trades"):
         assert results[name][ROBUST] > 0.14, name
         assert results[name][ROBUST] > results["st"][ROBUST] + 0.07, name
+
+
+def test_pretrained_with_new_head_for_transfer(tmp_path: Path) -> None:
+    from lit_robust.models import build_backbone
+
+    source = build_backbone("tiny_cnn", num_classes=10)
+    torch.save(source.state_dict(), tmp_path / "source.pt")
+    model = StandardTraining(backbone="tiny_cnn", num_classes=43, mean=[0.5] * 3, std=[0.25] * 3,
+                             pretrained=str(tmp_path / "source.pt"), reset_head=True)
+    model.configure_model()
+    net = model.model.net
+    assert torch.equal(net.layer1.conv.weight, source.layer1.conv.weight)
+    assert net.linear.out_features == 43
+    strict = StandardTraining(backbone="tiny_cnn", num_classes=43, mean=[0.5] * 3,
+                              std=[0.25] * 3, pretrained=str(tmp_path / "source.pt"))
+    with pytest.raises(ValueError, match="skip_head"):
+        strict.configure_model()
