@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from native_dataset_files import write_cifar_pickles
 
 from lit_robust.data import (
     CIFAR10DataModule,
@@ -13,6 +12,7 @@ from lit_robust.data import (
     TinyImageNetDataModule,
 )
 from lit_robust.data import cifar as cifar_module
+from tests.data.native_dataset_files import write_cifar_pickles
 
 CIFAR10_FILES = {**{f"data_batch_{i}": 10 for i in range(1, 6)}, "test_batch": 10}
 

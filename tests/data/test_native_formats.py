@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from native_dataset_files import write_cifar_pickles, write_gtsrb_official, write_svhn_mat
 
 from lit_robust.data import (
     CIFAR10DataModule,
@@ -13,6 +12,11 @@ from lit_robust.data import (
     GTSRBDataModule,
     ImageFolderDataModule,
     SVHNDataModule,
+)
+from tests.data.native_dataset_files import (
+    write_cifar_pickles,
+    write_gtsrb_official,
+    write_svhn_mat,
 )
 
 CIFAR10_FILES = {**{f"data_batch_{i}": 20 for i in range(1, 6)}, "test_batch": 30}

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from corruption_files import PER_SEVERITY, write_cifar_c, write_tiny_imagenet_c
 
 from lit_robust.evaluation.corruption_data import open_corrupted
+from tests.evaluation.corruption_files import PER_SEVERITY, write_cifar_c, write_tiny_imagenet_c
 
 
 @pytest.mark.parametrize(("dataset", "folder"), [("cifar10", "CIFAR-10-C"),

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from corruption_files import write_cifar_c
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
@@ -12,6 +11,7 @@ from torch import Tensor, nn
 from lit_robust.evaluation import corruption_evaluator
 from lit_robust.evaluation.corruption_evaluator import CorruptionRobustness
 from lit_robust.evaluation.corruptions import CORRUPTIONS
+from tests.evaluation.corruption_files import write_cifar_c
 
 
 class DetectsClean(nn.Module):
