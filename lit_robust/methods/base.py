@@ -220,10 +220,11 @@ class RobustClassifier(LightningModule):
         self.train_metrics(logits.detach(), y)
         self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
-        if batch_idx == 0:
-            self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True,
-                     on_epoch=False)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False,
+                 on_epoch=True)
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

@@ -63,7 +63,9 @@ def test_validation_reports_clean_and_robust_accuracy(tmp_path: Path) -> None:
     trainer = Trainer(fast_dev_run=True, logger=False, inference_mode=False,
                       enable_progress_bar=False, default_root_dir=tmp_path)
     trainer.fit(model, data)
-    assert {"val/acc", "val/robust_acc", "train/loss_epoch"} <= set(trainer.callback_metrics)
+    assert {"val/acc", "val/robust_acc", "train/loss_epoch", "train/lr"} <= set(
+        trainer.callback_metrics
+    )
 
 
 def test_num_classes_contradicting_the_data_fails_early(tmp_path: Path) -> None:
