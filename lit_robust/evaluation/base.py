@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
@@ -59,3 +60,14 @@ class Evaluator(Metric):
     def figures(self) -> dict[str, Any]:
         """Matplotlib figures to log, keyed by tag; computed after :meth:`compute`."""
         return {}
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """This process's rank and the number of processes (``(0, 1)`` without DDP).
+
+    Evaluators that pick test images by their global index assume Lightning's unshuffled
+    ``DistributedSampler``: the k-th image this rank sees is test image ``rank + k·world_size``.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.utilities import dim_zero_cat
 
-from lit_robust.evaluation.base import Evaluator
+from lit_robust.evaluation.base import Evaluator, rank_and_world_size
 from lit_robust.evaluation.smoothing import ABSTAIN, SmoothedClassifier
 
 _RECORDS = ("cert_index", "cert_label", "cert_prediction", "cert_radius", "cert_seconds")
@@ -146,7 +146,7 @@ class SmoothingCertification(Evaluator):
 
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
         """Certify the images of this batch that belong to the evenly spaced subset."""
-        rank, world_size = _rank_and_world_size()
+        rank, world_size = rank_and_world_size()
         position = torch.arange(self._seen, self._seen + x.shape[0])
         self._seen += x.shape[0]
         index = rank + position * world_size
@@ -238,9 +238,3 @@ def _image_seed(seed: int, index: int) -> int:
     """A well-mixed 63-bit seed for image ``index`` of a run with base ``seed``."""
     state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
-
-
-def _rank_and_world_size() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1

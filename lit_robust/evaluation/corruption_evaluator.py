@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_robust.evaluation.base import Evaluator
+from lit_robust.evaluation.base import Evaluator, rank_and_world_size
 from lit_robust.evaluation.corruption_data import CorruptionDataset, open_corrupted
 from lit_robust.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from lit_robust.models.modes import eval_mode
@@ -123,7 +123,7 @@ class CorruptionRobustness(Evaluator):
         """``"generate"``: corrupt this batch every way and count correct predictions."""
         if self.source != "generate":
             return
-        rank, world_size = _rank_and_world_size()
+        rank, world_size = rank_and_world_size()
         position = torch.arange(self._seen, self._seen + x.shape[0])
         self._seen += x.shape[0]
         if self.max_images is not None:
@@ -144,7 +144,7 @@ class CorruptionRobustness(Evaluator):
         """``"files"``: evaluate this process's share of the published benchmark images."""
         if self.source != "files":
             return
-        rank, world_size = _rank_and_world_size()
+        rank, world_size = rank_and_world_size()
         device = next(model.parameters(), torch.empty(0, device=self.device)).device
         with torch.no_grad(), eval_mode(model):
             for i, corruption in enumerate(self.corruptions):
@@ -214,9 +214,3 @@ def _seed(seed: int, corruption: int, severity: int, rank: int, batch: int) -> i
     state = np.random.SeedSequence([seed, corruption, severity, rank, batch]).generate_state(
         2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
-
-
-def _rank_and_world_size() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
