@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
@@ -92,8 +93,6 @@ class RobustClassifier(LightningModule):
         super().__init__()
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither (then the DataModule's are used)")
-        if pretrained is not None and not Path(pretrained).is_file():
-            raise FileNotFoundError(f"pretrained checkpoint not found: {pretrained}")
         # Run settings stay out of the hyperparameters: LightningCLI re-applies a checkpoint's
         # hyperparameters over the command line on `test --ckpt_path`.
         self.save_hyperparameters(ignore=["val_attack", "evaluators", "report_dir"])
@@ -137,13 +136,33 @@ class RobustClassifier(LightningModule):
         net = build_backbone(
             self.hparams.backbone, num_classes=num_classes, **(self.hparams.backbone_kwargs or {})
         )
-        if self.hparams.pretrained is not None:
+        if self.hparams.pretrained is not None and self._load_pretrained():
             load_weights(net, self.hparams.pretrained, skip_head=self.hparams.reset_head)
         model = self.transform_model(NormalizedClassifier(net, mean=mean, std=std))
         if self.hparams.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self._build_metrics(num_classes)
+
+    def _load_pretrained(self) -> bool:
+        """Whether to load ``pretrained``: not when a checkpoint of this run replaces it anyway.
+
+        Raises:
+            FileNotFoundError: the file is missing and nothing else provides the weights.
+        """
+        if Path(self.hparams.pretrained).is_file():
+            return True
+        restoring = self._trainer is None or self._trainer.ckpt_path is not None
+        if restoring:
+            rank_zero_warn(
+                f"pretrained checkpoint {self.hparams.pretrained} not found; the weights come "
+                "from the checkpoint being restored"
+            )
+            return False
+        raise FileNotFoundError(
+            f"pretrained checkpoint not found: {self.hparams.pretrained} (paths are relative to "
+            f"the working directory {Path.cwd()})"
+        )
 
     def transform_model(self, model: NormalizedClassifier) -> nn.Module:
         """Model surgery after loading weights (TWINS: dual BN; CARTL: NEFT). Identity here."""

@@ -85,8 +85,13 @@ def test_images_outside_unit_range_fail_early() -> None:
 
 
 def test_missing_pretrained_checkpoint_fails_before_training(tmp_path: Path) -> None:
+    data = CIFAR10DataModule(samples_per_class=2, val_size=20, batch_size=8, num_workers=0)
+    model = StandardTraining(backbone="tiny_cnn", pretrained=str(tmp_path / "nope.pt"))
+    trainer = Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False,
+                      default_root_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="nope.pt"):
-        StandardTraining(backbone="tiny_cnn", pretrained=str(tmp_path / "nope.pt"))
+        trainer.fit(model, data)
+    assert trainer.global_step == 0
 
 
 def train_and_attack(model, seed: int = 0) -> dict[str, float]:
