@@ -17,18 +17,7 @@ from torchvision.io import read_image
 from lit_robust.evaluation import certify_evaluator
 from lit_robust.evaluation.certify_evaluator import SmoothingCertification
 from lit_robust.models.tiny import TinyCNN
-
-
-class ConstantClassifier(nn.Module):
-    def __init__(self, num_classes: int, label: int) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.label = label
-
-    def forward(self, x: Tensor) -> Tensor:
-        logits = torch.zeros(x.shape[0], self.num_classes)
-        logits[:, self.label] = 1.0
-        return logits
+from tests.evaluation.toy_models import ConstantClassifier
 
 
 class PixelSign(nn.Module):

@@ -9,19 +9,7 @@ from torch import nn
 
 from lit_robust.attacks import pgd
 from lit_robust.evaluation import CleanAccuracy, PGDEvaluator, evaluate
-
-
-def _model_and_batch(n: int = 48) -> tuple[nn.Sequential, torch.Tensor, torch.Tensor]:
-    """A random small conv net and images labelled with its own predictions (clean acc. 1)."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
-        nn.Linear(8 * 15 * 15, 10),
-    ).eval()
-    x = torch.rand(n, 3, 32, 32)
-    with torch.no_grad():
-        y = model(x).argmax(dim=1)
-    return model, x, y
+from tests.evaluation.toy_models import self_labelled_batch
 
 
 def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -30,7 +18,7 @@ def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
 
 
 def test_restarts_keep_the_worst_case_of_each_example() -> None:
-    model, x, y = _model_and_batch()
+    model, x, y = self_labelled_batch()
     eps, step = 2 / 255, 0.5 / 255
     torch.manual_seed(1)
     single_runs = [
@@ -49,7 +37,7 @@ def test_restarts_keep_the_worst_case_of_each_example() -> None:
 
 
 def test_robust_accuracy_never_exceeds_clean_accuracy() -> None:
-    model, x, y = _model_and_batch()
+    model, x, y = self_labelled_batch()
     y = y.clone()
     y[:16] = (y[:16] + 1) % 10  # a third of the labels wrong: clean accuracy 2/3
     results = evaluate(model, [(x, y)], [CleanAccuracy(), PGDEvaluator(eps=1 / 255, steps=2)])
@@ -58,7 +46,7 @@ def test_robust_accuracy_never_exceeds_clean_accuracy() -> None:
 
 
 def test_eps_sweep_reports_one_metric_per_budget() -> None:
-    model, x, y = _model_and_batch()
+    model, x, y = self_labelled_batch()
     evaluator = PGDEvaluator(eps_list=[0.0, 2 / 255, 16 / 255], step_size=None, steps=5)
     evaluator.update(model, x, y)
     results = evaluator.compute()
@@ -75,7 +63,7 @@ def test_eps_sweep_reports_one_metric_per_budget() -> None:
 
 
 def test_given_name_is_used_for_every_budget() -> None:
-    model, x, y = _model_and_batch(8)
+    model, x, y = self_labelled_batch(8)
     evaluator = PGDEvaluator(eps_list=[1 / 255, 2 / 255], steps=1, name="pgd_sweep")
     evaluator.update(model, x, y)
     assert list(evaluator.compute()) == [
@@ -88,7 +76,7 @@ def test_given_name_is_used_for_every_budget() -> None:
 
 @pytest.mark.filterwarnings("ignore:.*called before the ``update``")
 def test_counts_accumulate_over_batches_and_reset() -> None:
-    model, x, y = _model_and_batch()
+    model, x, y = self_labelled_batch()
     evaluator = PGDEvaluator(eps=0.0, steps=1)
     evaluator.update(model, x[:20], y[:20])
     evaluator.update(model, x[20:], (y[20:] + 1) % 10)
@@ -99,7 +87,7 @@ def test_counts_accumulate_over_batches_and_reset() -> None:
 
 
 def test_attack_runs_in_eval_mode_and_restores_modes() -> None:
-    model, x, y = _model_and_batch(8)
+    model, x, y = self_labelled_batch(8)
     model.train()
     model[0].eval()
     seen: list[bool] = []
@@ -119,6 +107,6 @@ def test_bad_arguments_fail_early() -> None:
 
 
 def test_inference_mode_gives_a_clear_error() -> None:
-    model, x, y = _model_and_batch(4)
+    model, x, y = self_labelled_batch(4)
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode=False"):
         PGDEvaluator(steps=1).update(model, x, y)

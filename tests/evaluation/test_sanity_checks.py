@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from torch import Tensor, nn
 
 from lit_robust.attacks import pgd
 from lit_robust.evaluation import SanityCheckError, SanityChecks, check_metrics, evaluate
 from lit_robust.evaluation.sanity import SanityCheckWarning
-
-
-def _model_and_batch(n: int = 48) -> tuple[nn.Sequential, Tensor, Tensor]:
-    """A random small conv net and images labelled with its own predictions."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
-        nn.Linear(8 * 15 * 15, 10),
-    ).eval()
-    x = torch.rand(n, 3, 32, 32)
-    with torch.no_grad():
-        y = model(x).argmax(dim=1)
-    return model, x, y
+from tests.evaluation.toy_models import self_labelled_batch
 
 
 def _ignores_eps(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
@@ -38,7 +25,7 @@ EPS = [1 / 255, 2 / 255, 4 / 255]
 
 
 def test_honest_pgd_passes_every_check() -> None:
-    model, x, y = _model_and_batch()
+    model, x, y = self_labelled_batch()
     results = evaluate(model, [(x, y)], [SanityChecks(eps_list=EPS, steps=3)])
     assert {k: v for k, v in results.items() if k.startswith("sanity/")} == {
         "sanity/eps0_matches_clean": 1.0, "sanity/within_budget": 1.0,
@@ -49,7 +36,7 @@ def test_honest_pgd_passes_every_check() -> None:
 
 
 def test_attack_that_ignores_eps_fails_loudly() -> None:
-    model, x, y = _model_and_batch()
+    model, x, y = self_labelled_batch()
     with pytest.raises(SanityCheckError) as failure:
         evaluate(model, [(x, y)], [SanityChecks(eps_list=EPS, attack=_ignores_eps)])
     message = str(failure.value)
@@ -59,7 +46,7 @@ def test_attack_that_ignores_eps_fails_loudly() -> None:
 
 
 def test_attack_that_weakens_with_eps_fails_monotonicity() -> None:
-    model, x, y = _model_and_batch()
+    model, x, y = self_labelled_batch()
     evaluator = SanityChecks(eps_list=EPS, attack=_gives_up_on_large_budgets, strict=False)
     with pytest.warns(SanityCheckWarning, match="accuracy rises with eps"):
         results = evaluate(model, [(x, y)], [evaluator])
@@ -82,7 +69,7 @@ def test_check_metrics_compares_every_robust_accuracy_with_clean() -> None:
 def test_zero_is_always_in_the_sweep_and_names_follow_the_name() -> None:
     checks = SanityChecks(eps_list=[0.5, 0.25], norm="l2", steps=1, name="sanity_l2")
     assert checks.eps_list == [0.0, 0.25, 0.5]
-    model, x, y = _model_and_batch(8)
+    model, x, y = self_labelled_batch(8)
     checks.update(model, x, y)
     assert "sanity_l2/within_budget" in checks.compute()
     assert set(checks.figures()) == {"eps_sweep/sanity_l2"}

@@ -6,20 +6,7 @@ from scipy.stats import norm
 from torch import Tensor, nn
 
 from lit_robust.evaluation.smoothing import ABSTAIN, SmoothedClassifier
-
-
-class ConstantClassifier(nn.Module):
-    """Always predicts ``label`` whatever the input."""
-
-    def __init__(self, num_classes: int, label: int) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.label = label
-
-    def forward(self, x: Tensor) -> Tensor:
-        logits = torch.zeros(x.shape[0], self.num_classes)
-        logits[:, self.label] = 1.0
-        return logits
+from tests.evaluation.toy_models import ConstantClassifier
 
 
 class LinearBinary(nn.Module):
