@@ -21,7 +21,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_robust.attacks import PGDAttack
-from lit_robust.evaluation.base import Evaluator
+from lit_robust.evaluation import CleanAccuracy, Evaluator, PGDEvaluator, finish_evaluation
 from lit_robust.methods.optim import OptimizerName, ScheduleName, build_optimizer, schedule_factor
 from lit_robust.models.checkpoint import load_weights
 from lit_robust.models.modes import eval_mode
@@ -91,6 +91,16 @@ class RobustClassifier(LightningModule):
         report_dir: str | None = None,
     ) -> None:
         super().__init__()
+        if lr <= 0 or weight_decay < 0 or gamma <= 0 or warmup_epochs < 0:
+            raise ValueError(
+                f"need lr > 0, weight_decay >= 0, gamma > 0 and warmup_epochs >= 0; got lr={lr}, "
+                f"weight_decay={weight_decay}, gamma={gamma}, warmup_epochs={warmup_epochs}"
+            )
+        if val_attack_batches is not None and val_attack_batches < 1:
+            raise ValueError(
+                f"val_attack_batches must be >= 1 or None (attack every batch), got "
+                f"{val_attack_batches}; use val_attack: null to validate clean only"
+            )
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither (then the DataModule's are used)")
         # Run settings stay out of the hyperparameters: LightningCLI re-applies a checkpoint's
@@ -181,8 +191,6 @@ class RobustClassifier(LightningModule):
 
     def default_evaluators(self) -> list[Evaluator]:
         """Clean accuracy and PGD-10 with 3 restarts at the validation attack's budget."""
-        from lit_robust.evaluation import CleanAccuracy, PGDEvaluator
-
         attack = self.val_attack or PGDAttack()
         return [
             CleanAccuracy(),
@@ -275,8 +283,6 @@ class RobustClassifier(LightningModule):
                 evaluator.update(self.model, x, y)
 
     def on_test_epoch_end(self) -> None:
-        from lit_robust.evaluation.report import finish_evaluation
-
         self.test_results = finish_evaluation(self, list(self.evaluators))
 
 

@@ -7,7 +7,7 @@ PGD generation in eval mode for TRADES and TWINS.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from torch import nn
 
@@ -24,6 +24,6 @@ def mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
             module.training = was_training
 
 
-def eval_mode(model: nn.Module):  # noqa: ANN201 - returns the context manager
+def eval_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
     """``with eval_mode(model):`` runs the block with the model in eval mode."""
     return mode(model, False)

@@ -77,6 +77,13 @@ def test_num_classes_contradicting_the_data_fails_early(tmp_path: Path) -> None:
         trainer.fit(model, data)
 
 
+@pytest.mark.parametrize("bad", [{"lr": 0.0}, {"weight_decay": -1.0}, {"val_attack_batches": 0},
+                                 {"mean": [0.5, 0.5, 0.5]}])
+def test_bad_optimization_arguments_fail_at_construction(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        StandardTraining(backbone="tiny_cnn", **bad)
+
+
 def test_images_outside_unit_range_fail_early() -> None:
     from lit_robust.methods.base import check_pixel_range
 
