@@ -12,25 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data_root() -> Path:
-    """``$LIT_ROBUST_DATA`` (CI sets it to ../shared/data), else ../shared/data."""
-    root = Path(os.environ.get("LIT_ROBUST_DATA", REPO.parent / "shared" / "data"))
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"real test data not found at {root}; set LIT_ROBUST_DATA to the shared data folder"
-        )
-    return root
-
-
-def shared_models_root() -> Path:
-    """``$LIT_ROBUST_MODELS``, else the ``models`` folder beside the data folder."""
-    root = Path(os.environ.get("LIT_ROBUST_MODELS", shared_data_root().parent / "models"))
-    if not root.is_dir():
-        raise FileNotFoundError(f"shared models not found at {root}; set LIT_ROBUST_MODELS")
-    return root
+from tests.shared_paths import shared_data_root, shared_models_root  # noqa: E402
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ Batches are ``(images, labels)``: ``float32`` images in [0, 1] of shape ``(B, 3,
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -42,6 +41,7 @@ from lit_robust.data.transforms import (
     to_float,
     training_augmentation,
 )
+from lit_robust.paths import data_root
 
 
 def _check_positive(name: str, value: int | None) -> None:
@@ -159,7 +159,7 @@ class RobustDataModule(LightningDataModule):
         # when fine-tuning a checkpoint trained with other statistics).
         self.save_hyperparameters(ignore=["mean", "std"])
 
-        self.root = Path(root or os.environ.get("LIT_ROBUST_DATA") or "data").expanduser()
+        self.root = data_root(root)
         self.download = download
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size

@@ -15,7 +15,6 @@ Perturbations", ICLR 2019. Layouts, under ``root`` (default: ``$LIT_ROBUST_DATA`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -26,6 +25,7 @@ from PIL import Image
 from torch import Tensor
 
 from lit_robust.evaluation.corruptions import CORRUPTIONS, SEVERITIES
+from lit_robust.paths import data_root, resolve_path
 
 CorruptionDataset = Literal["cifar10", "cifar100", "tinyimagenet"]
 
@@ -56,8 +56,8 @@ class CorruptedImages:
 
 
 def default_root() -> Path:
-    """``$LIT_ROBUST_DATA`` if set, else ``./data``."""
-    return Path(os.environ.get("LIT_ROBUST_DATA", "data"))
+    """``$LIT_ROBUST_DATA`` if set, else ``./data`` (relative to the start directory)."""
+    return data_root()
 
 
 def open_corrupted(
@@ -86,7 +86,7 @@ def open_corrupted(
         raise ValueError(f"unknown corruption {corruption!r}; choose from {list(CORRUPTIONS)}")
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of 1, 2, 3, 4, 5, got {severity}")
-    folder = Path(root if root is not None else default_root()) / FOLDERS[dataset]
+    folder = (resolve_path(root) if root is not None else default_root()) / FOLDERS[dataset]
     if dataset == "tinyimagenet":
         return _open_folder(folder, corruption, severity, class_names)
     return _open_npy(folder, dataset, corruption, severity)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from lit_robust.data import (
@@ -12,6 +15,7 @@ from lit_robust.data import (
     TinyImageNetDataModule,
 )
 from lit_robust.data import cifar as cifar_module
+from lit_robust.paths import STARTUP_DIRECTORY
 from tests.data.native_dataset_files import write_cifar_pickles
 
 CIFAR10_FILES = {**{f"data_batch_{i}": 10 for i in range(1, 6)}, "test_batch": 10}
@@ -37,7 +41,30 @@ def test_root_defaults_to_the_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("LIT_ROBUST_DATA", str(tmp_path / "somewhere"))
     assert SVHNDataModule().root == tmp_path / "somewhere"
     monkeypatch.delenv("LIT_ROBUST_DATA")
-    assert str(SVHNDataModule().root) == "data"
+    assert SVHNDataModule().root == STARTUP_DIRECTORY / "data"
+
+
+def test_relative_root_means_the_start_directory_after_a_chdir(shared_data, tmp_path,
+                                                               monkeypatch):
+    relative = os.path.relpath(shared_data, STARTUP_DIRECTORY)
+    assert not Path(relative).is_absolute()
+    monkeypatch.setenv("LIT_ROBUST_DATA", relative)
+    monkeypatch.chdir(tmp_path)
+    dm = CIFAR10DataModule(test_samples_per_class=1)
+    dm.setup("test")
+    assert dm.root == shared_data.resolve()
+    assert len(dm.test_dataset) == 10
+    explicit = CIFAR10DataModule(root=relative)
+    assert explicit.root == shared_data.resolve()
+
+
+def test_not_found_error_prints_the_resolved_absolute_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LIT_ROBUST_DATA", "no-such-folder")
+    with pytest.raises(DatasetNotFoundError) as caught:
+        SVHNDataModule().setup("fit")
+    absolute = STARTUP_DIRECTORY / "no-such-folder"
+    assert str(caught.value).startswith(f"SVHN not found under root '{absolute}'")
 
 
 def test_missing_tiny_imagenet_says_it_cannot_be_downloaded(tmp_path):

@@ -7,7 +7,6 @@ less on the JPEG re-encoded copy) and expects [0, 1] inputs without normalizatio
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyautoattack
@@ -25,13 +24,14 @@ from lit_robust.evaluation import (
 )
 from lit_robust.models.cifar_resnet import resnet18
 from lit_robust.models.normalize import NormalizedClassifier
+from tests.shared_paths import shared_data_root
 
 PER_CLASS = 10
 
 
 def _cifar10_test_subset(per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``per_class`` files (sorted by name) of every class of cifar10-jpeg/test."""
-    root = Path(os.environ.get("LIT_ROBUST_DATA", "data")) / "cifar10-jpeg" / "test"
+    root = shared_data_root() / "cifar10-jpeg" / "test"
     if not root.is_dir():
         raise FileNotFoundError(f"CIFAR-10 JPEG test images not found at {root}; set "
                                 "LIT_ROBUST_DATA to the shared data folder")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.resources
-import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torchvision.transforms.functional import to_tensor
+
+from tests.shared_paths import shared_data_root
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -20,10 +21,7 @@ CIFAR10_CLASSES = (
 def cifar10_test_subset(per_class: int) -> tuple[Tensor, Tensor]:
     """The first ``per_class`` files (sorted by name) of each class of the CIFAR-10 JPEG test
     split under ``$LIT_ROBUST_DATA``, as [0, 1] tensors and labels in sorted class order."""
-    data_root = os.environ.get("LIT_ROBUST_DATA")
-    if not data_root:
-        pytest.fail("set LIT_ROBUST_DATA to the shared data folder (e.g. ../shared/data)")
-    test_dir = Path(data_root) / "cifar10-jpeg" / "test"
+    test_dir = shared_data_root() / "cifar10-jpeg" / "test"
     if not test_dir.is_dir():
         pytest.fail(f"CIFAR-10 JPEG test images not found at {test_dir}")
     classes = sorted(p.name for p in test_dir.iterdir() if p.is_dir())

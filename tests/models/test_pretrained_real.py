@@ -9,7 +9,6 @@ convention.
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 
 from lit_robust.attacks import pgd
 from lit_robust.models import NormalizedClassifier, load_weights, resnet18
+from tests.shared_paths import shared_models_root
 
 RAW_PIXELS = {"mean": (0.0,), "std": (1.0,)}
 
@@ -45,7 +45,7 @@ def _classifier(path: Path) -> NormalizedClassifier:
 @pytest.fixture(scope="module")
 def fgsm_rs_resnet18_path() -> Path:
     """The FGSM-trained ResNet-18 next to the shared data folder (``shared/models``)."""
-    path = Path(os.environ["LIT_ROBUST_DATA"]).parent / "models" / "cifar10_resnet18_fgsm_rs.pt"
+    path = shared_models_root() / "cifar10_resnet18_fgsm_rs.pt"
     if not path.is_file():
         pytest.fail(f"shared robust ResNet-18 not found at {path}")
     return path
