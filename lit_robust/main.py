@@ -19,6 +19,15 @@ from lightning.pytorch.cli import LightningCLI
 import lit_robust.data  # noqa: F401  (registers the DataModules for short names)
 import lit_robust.methods  # noqa: F401  (registers the methods for short names)
 
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+HELP_EPILOG = (
+    "The arguments of a method or DataModule are listed by `--model.help CLASS` and "
+    "`--data.help CLASS`, e.g. `lit-robust fit --model.help TWINS` or "
+    "`lit-robust fit --data.help GTSRBDataModule` (short class names work). "
+    "Methods: lit_robust.methods; DataModules: lit_robust.data; evaluators: "
+    "lit_robust.evaluation; example configs: configs/."
+)
+
 
 class LitRobustCLI(LightningCLI):
     """LightningCLI with ``--test_after_fit``: ``fit`` then ``test`` the final weights."""
@@ -63,6 +72,7 @@ def cli(args: Sequence[str] | None = None, run: bool = True) -> LitRobustCLI:
         args=list(args) if args is not None else None,
         run=run,
         auto_configure_optimizers=False,
+        parser_kwargs={command: {"epilog": HELP_EPILOG} for command in SUBCOMMANDS},
     )
 
 
