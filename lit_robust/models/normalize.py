@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from lit_robust.models.heads import find_head
+
 
 class Normalize(nn.Module):
     """Per-channel ``(x - mean) / std`` with the statistics stored as buffers.
@@ -83,7 +85,7 @@ class NormalizedClassifier(nn.Module):
 
         Uses the backbone's ``forward_features`` (the backbones of this package), timm's
         ``forward_head(..., pre_logits=True)``, or otherwise captures the input of the head
-        found by :func:`lit_robust.models.surgery.get_head`.
+        found by :func:`lit_robust.models.heads.find_head`.
         """
         h = self.normalize(x)
         if hasattr(self.net, "forward_head"):  # timm: forward_features returns feature maps
@@ -94,9 +96,7 @@ class NormalizedClassifier(nn.Module):
 
 
 def _head_input(net: nn.Module, x: Tensor) -> Tensor:
-    from lit_robust.models.surgery import get_head
-
-    _, head = get_head(net)
+    _, head = find_head(net)
     captured: list[Tensor] = []
 
     def keep_input(_module: nn.Module, args: tuple[Tensor, ...]) -> None:

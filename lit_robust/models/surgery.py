@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from lit_robust.models.heads import find_head
 from lit_robust.models.normalize import NormalizedClassifier
-
-HEAD_NAMES = ("linear", "fc", "classifier", "head")
 
 
 def get_head(net: nn.Module) -> tuple[str, nn.Linear]:
@@ -29,18 +28,7 @@ def get_head(net: nn.Module) -> tuple[str, nn.Linear]:
     if isinstance(net, NormalizedClassifier):
         name, head = get_head(net.net)
         return f"net.{name}", head
-    candidates: list[nn.Module] = []
-    if hasattr(net, "get_classifier"):
-        candidates.append(net.get_classifier())
-    candidates.extend(getattr(net, attr) for attr in HEAD_NAMES if hasattr(net, attr))
-    names = {id(module): name for name, module in net.named_modules()}
-    for module in candidates:
-        if isinstance(module, nn.Linear) and id(module) in names:
-            return names[id(module)], module
-    raise ValueError(
-        f"{type(net).__name__} has no nn.Linear classifier head: looked at get_classifier() "
-        f"and the attributes {', '.join(HEAD_NAMES)}"
-    )
+    return find_head(net)
 
 
 def replace_head(net: nn.Module, num_classes: int) -> nn.Linear:
