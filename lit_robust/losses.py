@@ -3,10 +3,19 @@
 References:
     TRADES: Zhang et al., "Theoretically Principled Trade-off between Robustness and
     Accuracy", ICML 2019.
+    Consistency regularization: Jeong and Shin, "Consistency Regularization for Certified
+    Robustness of Smoothed Classifiers", NeurIPS 2020.
+    NT-Xent: Chen et al., "A Simple Framework for Contrastive Learning of Visual
+    Representations" (SimCLR), ICML 2020.
+    FDM: Chen et al., "CARTL: Cooperative Adversarially-Robust Transfer Learning", ICML 2021.
+    LwF penalty: Shafahi et al., "Adversarially Robust Transfer Learning", ICLR 2020.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -27,3 +36,122 @@ def trades_kl(logits_clean: Tensor, logits_adv: Tensor) -> Tensor:
     log_p_adv = F.log_softmax(logits_adv.float(), dim=1)
     p_clean = F.softmax(logits_clean.float(), dim=1)
     return F.kl_div(log_p_adv, p_clean, reduction="sum") / logits_clean.shape[0]
+
+
+def consistency_loss(
+    logits: Tensor, targets: Tensor, consistency_weight: float, entropy_weight: float
+) -> Tensor:
+    """Consistency-regularized loss of ``m`` noisy copies of each image (Jeong & Shin).
+
+    ``L = (1/m)·Σᵢ CE(fᵢ, y) + λ·(1/m)·Σᵢ KL(p̂ ‖ pᵢ) + η·H(p̂)`` with ``pᵢ`` the softmax of the
+    i-th copy and ``p̂`` their mean; CE and KL are averaged over the batch, KL and the entropy
+    summed over classes, and ``p̂`` is clamped to 1e-20 before its logarithm, as in the
+    official code. Gradients flow through ``p̂`` too.
+
+    Args:
+        logits: logits of the noisy copies, shape (m, N, K): copy i of image n at ``[i, n]``.
+        targets: labels, shape (N,).
+        consistency_weight: λ, weight of the KL term (5 in the transfer study).
+        entropy_weight: η, weight of the entropy of ``p̂`` (0.5 in the transfer study).
+
+    Returns:
+        A scalar tensor.
+    """
+    if logits.dim() != 3 or targets.shape != logits.shape[1:2]:
+        raise ValueError(
+            f"expected logits of shape (m, N, K) and targets of shape (N,), got "
+            f"{tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
+    copies, batch, classes = logits.shape
+    logits = logits.float()
+    cross_entropy = F.cross_entropy(logits.reshape(copies * batch, classes),
+                                    targets.repeat(copies))
+    log_p = F.log_softmax(logits, dim=2)
+    p_mean = log_p.exp().mean(dim=0)
+    log_p_mean = p_mean.clamp(min=1e-20).log()
+    kl = (p_mean * (log_p_mean - log_p)).sum(dim=2).mean()
+    entropy = -(p_mean * log_p_mean).sum(dim=1).mean()
+    return cross_entropy + consistency_weight * kl + entropy_weight * entropy
+
+
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
+    """SimCLR's normalized temperature-scaled cross-entropy over the 2N views of N images.
+
+    The embeddings are L2-normalized; for view ``a`` of image ``n`` the positive is the
+    other view of ``n`` and the negatives are the 2N − 2 views of the other images:
+    ``ℓ = −log( exp(s⁺/τ) / Σ_{k ≠ a} exp(s_k/τ) )`` with cosine similarities ``s``,
+    averaged over all 2N views.
+
+    Args:
+        z1: projections of the first views, shape (N, D).
+        z2: projections of the second views, shape (N, D), row n the same image as in ``z1``.
+        temperature: τ > 0 (0.5 for CIFAR-size images, 0.1 for ImageNet in the paper).
+
+    Returns:
+        A scalar tensor.
+    """
+    if z1.dim() != 2 or z1.shape != z2.shape or z1.shape[0] < 1:
+        raise ValueError(
+            f"expected two non-empty (N, D) batches of the same shape, got {tuple(z1.shape)} "
+            f"and {tuple(z2.shape)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    batch = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    similarity = z @ z.T / temperature
+    self_pairs = torch.eye(2 * batch, dtype=torch.bool, device=z.device)
+    similarity = similarity.masked_fill(self_pairs, float("-inf"))
+    positives = torch.arange(2 * batch, device=z.device).roll(batch)
+    return F.cross_entropy(similarity, positives)
+
+
+def fdm_distance(features_adv: Tensor, features_clean: Tensor,
+                 reduction: Literal["sum", "mean"] = "sum") -> Tensor:
+    """CARTL's feature distance: ``(1/√d)·‖r(x') − r(x)‖₂`` per example, summed or averaged.
+
+    ``r`` is the input of the first transferred block and ``d`` its size per example (C·H·W
+    of a feature map); the paper's loss adds ``λ`` times the sum over the batch to the
+    adversarial cross-entropy. Gradients flow through both arguments.
+
+    Args:
+        features_adv: features of the adversarial inputs, shape (N, ...).
+        features_clean: features of the clean inputs, same shape.
+        reduction: ``"sum"`` over the batch (the paper) or ``"mean"``.
+
+    Returns:
+        A scalar tensor.
+    """
+    if features_adv.shape != features_clean.shape or features_adv.dim() < 2:
+        raise ValueError(
+            f"expected two feature batches of the same shape (N, ...), got "
+            f"{tuple(features_adv.shape)} and {tuple(features_clean.shape)}"
+        )
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    difference = (features_adv.float() - features_clean.float()).flatten(1)
+    distances = difference.norm(dim=1) / difference.shape[1] ** 0.5
+    return distances.sum() if reduction == "sum" else distances.mean()
+
+
+def lwf_penalty(features: Tensor, source_features: Tensor) -> Tensor:
+    """Feature-preservation term of robust LwF transfer: ``mean_n ‖z₀(xₙ) − z(xₙ)‖₁``.
+
+    ``z`` are the penultimate features of the model being fine-tuned, ``z₀`` those of the
+    frozen source model on the same inputs (the L1 norm over features, averaged over the
+    batch, as ``torch.mean(torch.norm(z0 - z, p=1, dim=1))`` in Shafahi et al.'s setting).
+
+    Args:
+        features: features of the fine-tuned model, shape (N, D).
+        source_features: features of the source model, shape (N, D) (treated as constants
+            by the caller: pass them detached).
+
+    Returns:
+        A scalar tensor.
+    """
+    if features.shape != source_features.shape or features.dim() != 2:
+        raise ValueError(
+            f"expected two (N, D) feature batches of the same shape, got "
+            f"{tuple(features.shape)} and {tuple(source_features.shape)}"
+        )
+    return (source_features.float() - features.float()).abs().sum(dim=1).mean()

@@ -5,19 +5,33 @@ Examples::
     lit-robust fit --config configs/quickstart.yaml
     lit-robust fit --model AdversarialTraining --data CIFAR10DataModule --trainer.max_epochs 1
     lit-robust test --config configs/quickstart.yaml --ckpt_path last
+    lit-robust fit --config configs/quickstart.yaml --checkpoint_every_n_steps 100
+    lit-robust fit --config configs/quickstart.yaml --ckpt_path last   # resume a killed run
+
+A setting, file or dataset that cannot work is reported as one line (exit status 2);
+``LIT_ROBUST_TRACEBACK=1`` adds the traceback.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
 import lit_robust.data  # noqa: F401  (registers the DataModules for short names)
 import lit_robust.methods  # noqa: F401  (registers the methods for short names)
+from lit_robust.errors import USER_ERRORS, ConfigurationError, root_message
+from lit_robust.models.checkpoint import CheckpointReadError
+from lit_robust.resume import RandomStateCheckpoint
+from lit_robust.run_folders import configure_run_folders
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 HELP_EPILOG = (
@@ -30,17 +44,85 @@ HELP_EPILOG = (
 
 
 class LitRobustCLI(LightningCLI):
-    """LightningCLI with ``--test_after_fit``: ``fit`` then ``test`` the final weights."""
+    """LightningCLI with ``--test_after_fit`` (``fit``, then ``test`` the checkpoint of the
+    final weights), ``--checkpoint_every_n_steps``, ``--ckpt_path last`` of earlier runs and
+    ``trainer.default_root_dir`` honoured (:mod:`lit_robust.run_folders`)."""
 
-    def add_arguments_to_parser(self, parser: Any) -> None:
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
             "--test_after_fit", type=bool, default=False,
-            help="after `fit`, run `test` on the final weights and write the robustness report",
+            help="after `fit`, run `test` on the final weights (the fit's last.ckpt) and write "
+                 "the robustness report",
+        )
+        parser.add_argument(
+            "--checkpoint_every_n_steps", type=int | None, default=None,
+            help="also rewrite last.ckpt every this many optimizer steps (long epochs); a run "
+                 "killed in mid-epoch then resumes with --ckpt_path last to the same result",
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand is not None:
+            configure_run_folders(self.config[subcommand])
+
+    def _parse_ckpt_path(self) -> None:
+        try:
+            super()._parse_ckpt_path()
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
+            path = self.config[self.config.subcommand].get("ckpt_path")
+            raise CheckpointReadError(
+                f"cannot read the checkpoint --ckpt_path {path}: {error} (a truncated or "
+                "corrupt file? an interrupted copy or save leaves one; use another checkpoint)"
+            ) from error
+
+    def before_instantiate_classes(self) -> None:
+        every = self.config[self.subcommand].get("checkpoint_every_n_steps") if (
+            self.subcommand) else None
+        if every is not None:
+            if every < 1:
+                raise ConfigurationError(
+                    f"--checkpoint_every_n_steps must be >= 1 (or unset), got {every}")
+            self.trainer_defaults["callbacks"].append(
+                ModelCheckpoint(every_n_train_steps=every, save_top_k=0, save_last=True))
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except USER_ERRORS:
+            raise
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            raise ConfigurationError(root_message(error)) from error
+
     def after_fit(self) -> None:
-        if self.config[self.subcommand].get("test_after_fit"):
-            self.trainer.test(self.model, datamodule=self.datamodule)
+        if not self.config[self.subcommand].get("test_after_fit"):
+            return
+        checkpoint = final_checkpoint(self.trainer)
+        if checkpoint is None and isinstance(self.trainer.strategy.launcher,
+                                             _MultiProcessingLauncher):
+            raise ConfigurationError(
+                "--test_after_fit: the trained weights stayed in the processes that "
+                f"`strategy: {type(self.trainer.strategy).__name__}` started, and this fit wrote "
+                "no checkpoint to test (checkpointing off or fast_dev_run); enable "
+                "checkpointing, or run `lit-robust test --ckpt_path <checkpoint>`"
+            )
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=checkpoint)
+
+
+def final_checkpoint(trainer: Trainer) -> str | None:
+    """The ``last.ckpt`` a fit wrote (the final weights), else its best checkpoint, else
+    ``None``. After a spawned fit only the best path reaches the main process; ``last.ckpt``
+    sits beside it."""
+    callback = trainer.checkpoint_callback
+    if not isinstance(callback, ModelCheckpoint):
+        return None
+    if callback.last_model_path and Path(callback.last_model_path).is_file():
+        return callback.last_model_path
+    best = callback.best_model_path
+    if best and Path(best).is_file():
+        last = Path(best).with_name("last.ckpt")
+        return str(last) if last.is_file() else best
+    return None
 
 
 def cli(args: Sequence[str] | None = None, run: bool = True) -> LitRobustCLI:
@@ -59,6 +141,7 @@ def cli(args: Sequence[str] | None = None, run: bool = True) -> LitRobustCLI:
         },
         "callbacks": [
             ModelCheckpoint(save_last=True, save_top_k=1, monitor=None),
+            RandomStateCheckpoint(),
         ],
     }
     return LitRobustCLI(
@@ -77,8 +160,18 @@ def cli(args: Sequence[str] | None = None, run: bool = True) -> LitRobustCLI:
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    """The ``lit-robust`` console script: run the CLI (``args`` replaces ``sys.argv[1:]``)."""
-    cli(args)
+    """The ``lit-robust`` console script: run the CLI (``args`` replaces ``sys.argv[1:]``).
+
+    A wrong setting, file or dataset (:data:`lit_robust.errors.USER_ERRORS`) ends the process
+    with its message on one line and exit status 2.
+    """
+    try:
+        cli(args)
+    except USER_ERRORS as error:
+        if os.environ.get("LIT_ROBUST_TRACEBACK"):
+            raise
+        sys.stderr.write(f"lit-robust: error: {root_message(error)}\n")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Every YAML under configs/ runs ``fit`` through the CLI with ``fast_dev_run`` and a tiny model.
 
 Configs that only name a model get a few real CIFAR-10 images; configs that only name a
-DataModule get a tiny adversarially trained CNN. Datasets that have no real copy beside the
-repository (CIFAR-100, SVHN, generic class folders) are written in their native format.
+DataModule get a tiny adversarially trained CNN. Datasets that have no (usable) real copy beside
+the repository (CIFAR-100, SVHN, generic class folders, the transfer study's downstream sets)
+are written in their native format.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 from PIL import Image
 
 from lit_robust.main import cli
+from tests.data import transfer_files
 from tests.data.native_dataset_files import write_cifar_pickles, write_svhn_mat
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,9 +38,40 @@ def write_image_folders(root: Path, classes: int = 3, per_class: int = 6) -> Pat
     return root
 
 
-def native_root(data_class: str, tmp_path: Path) -> Path | None:
-    """A root with native files for datasets that have no real copy here, else None."""
+# The transfer study's downstream sets, written in a native layout (the shared subsets are too
+# small for the smoke test's balanced subsets or absent), with the arguments they need here.
+NATIVE_TRANSFER_SETS = {
+    "Food101DataModule": (transfer_files.write_food101, []),
+    "BirdsnapDataModule": (transfer_files.write_birdsnap, ["--data.init_args.samples_per_class",
+                                                          "1"]),
+    "SUN397DataModule": (transfer_files.write_sun397, ["--data.init_args.samples_per_class", "1"]),
+    "Caltech101DataModule": (transfer_files.write_caltech101,
+                             ["--data.init_args.train_per_class", "3"]),
+    "Caltech256DataModule": (transfer_files.write_caltech256,
+                             ["--data.init_args.train_per_class", "3"]),
+    "StanfordCarsDataModule": (transfer_files.write_stanford_cars,
+                               ["--data.init_args.samples_per_class", "1"]),
+    "FGVCAircraftDataModule": (transfer_files.write_fgvc_aircraft, []),
+    "DTDDataModule": (transfer_files.write_dtd, []),
+    "OxfordPetsDataModule": (transfer_files.write_oxford_pets, []),
+    "Flowers102DataModule": (transfer_files.write_flowers102, []),
+}
+
+
+def native_data_args(data_class: str, tmp_path: Path) -> list[str]:
+    """``--data.init_args.root`` of native files (and the arguments they need) for datasets
+    that have no usable real copy here; none for the others."""
     name = data_class.rsplit(".", 1)[-1]
+    if name in NATIVE_TRANSFER_SETS:
+        writer, extra = NATIVE_TRANSFER_SETS[name]
+        writer(tmp_path / "native")
+        return ["--data.init_args.root", str(tmp_path / "native"), *extra]
+    root = native_root(name, tmp_path)
+    return [] if root is None else ["--data.init_args.root", str(root)]
+
+
+def native_root(name: str, tmp_path: Path) -> Path | None:
+    """A root with native files for CIFAR-100, SVHN and class folders, else None."""
     if name == "CIFAR100DataModule":
         write_cifar_pickles(tmp_path / "native" / "cifar-100-python", {"train": 500, "test": 100},
                             "fine_labels", 100)
@@ -61,20 +94,19 @@ def fit_args(config: Path, tmp_path: Path) -> list[str]:
         args += ["--config", str(TINY_DATA)]
     args += ["--config", str(config)]
     data_class = (content.get("data") or {}).get("class_path", "CIFAR10DataModule")
-    root = native_root(data_class, tmp_path)
-    if root is not None:
-        args += ["--data.init_args.root", str(root)]
-    data = content.get("data", {}).get("init_args", {}) if "data" in content else {}
     if "data" in content:
         args += [
             "--data.init_args.samples_per_class", "2",
             "--data.init_args.val_size", "0.2",
+            "--data.init_args.test_first_n", "null",  # one subset rule at a time
             "--data.init_args.test_samples_per_class", "1",
             "--data.init_args.batch_size", "4",
             "--data.init_args.num_workers", "0",
         ]
-        if data.get("image_size", 32) != 32 or data.get("resize") == "resize_center_crop":
-            args += ["--data.init_args.image_size", "32"]
+        args += ["--data.init_args.image_size", "32"]  # also for the 224-px transfer sets
+        args += native_data_args(data_class, tmp_path)
+    if "k" in ((content.get("model") or {}).get("init_args") or {}):
+        args += ["--model.init_args.k", "2"]  # CARTL's last-k blocks: tiny_cnn has 5
     args += [
         "--model.init_args.backbone", "tiny_cnn",
         "--model.init_args.backbone_kwargs", "null",

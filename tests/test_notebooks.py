@@ -18,7 +18,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
-    assert {"quickstart.ipynb"} <= {path.name for path in NOTEBOOKS}
+    expected = {"quickstart.ipynb", "method_tour.ipynb", "analysis.ipynb"}
+    assert expected <= {path.name for path in NOTEBOOKS}
 
 
 @pytest.mark.slow

@@ -11,7 +11,27 @@ import torch
 from torch import Tensor, nn
 
 from lit_robust.attacks.objectives import AttackLoss
-from lit_robust.attacks.pgd import Norm, check_budget, pgd
+from lit_robust.attacks.pgd import Norm, Start, check_budget, check_start, default_step_size, pgd
+
+
+def check_moves(eps: float, step_size: float | None, steps: int) -> None:
+    """Reject a non-zero budget that the attack can never use: robust accuracy would then
+    be clean accuracy (or accuracy under random noise), an inflated number.
+
+    Raises:
+        ValueError: for ``eps > 0`` with ``steps = 0`` or with ``step_size = 0``.
+    """
+    if eps > 0 and steps == 0:
+        raise ValueError(
+            f"steps=0 with eps={eps:.6g} takes no attack step: robust accuracy would be clean "
+            "accuracy (or accuracy under the random start's noise); use steps >= 1, or eps: 0 "
+            "to measure clean accuracy"
+        )
+    if eps > 0 and step_size == 0:
+        raise ValueError(
+            f"step_size=0 with eps={eps:.6g} never moves the input: robust accuracy would be "
+            "clean accuracy; leave step_size unset (2.5·eps/steps) or give a step > 0"
+        )
 
 
 class PGDAttack:
@@ -19,34 +39,48 @@ class PGDAttack:
 
     Args:
         eps: radius in [0, 1] pixel units (L∞ 8/255 or L2 0.5).
-        step_size: step in pixel units; ``None`` uses 2.5·ε/steps.
+        step_size: step in pixel units; ``None`` (default) uses 2.5·ε/steps, resolved here
+            (2/255 for L∞ 8/255 with 10 steps, 0.125 for L2 0.5 with 10 steps).
         steps: gradient steps.
         norm: ``"linf"`` or ``"l2"``.
         loss: ``"ce"`` or ``"kl"`` (TRADES objective).
-        random_start: start from a random point of the ε-ball.
+        random_start: start from a random point (see ``start``); ``False`` starts at ``x``.
         restarts: independent runs, worst case per example kept.
+        start: the random start: ``"ball"`` (default; uniform in the ε-ball's volume),
+            ``"sphere"`` (L2 only; uniform on the ε-sphere, as the robustness library) or
+            ``"normal"`` (x + 0.001·N(0, I), as the official TRADES code).
+
+    Raises:
+        ValueError: for budgets not in pixel units, ``steps < 0``, ``restarts < 1`` or a
+            start that does not exist for the norm.
     """
+
+    start: Start = "ball"  # attacks pickled in checkpoints of earlier versions have no start
 
     def __init__(
         self,
         eps: float = 8 / 255,
-        step_size: float | None = 2 / 255,
+        step_size: float | None = None,
         steps: int = 10,
         norm: Norm = "linf",
         loss: AttackLoss = "ce",
         random_start: bool = True,
         restarts: int = 1,
+        start: Start = "ball",
     ) -> None:
         check_budget(eps, step_size, norm)
+        check_start(start, norm)
         if steps < 0 or restarts < 1:
             raise ValueError(f"need steps >= 0 and restarts >= 1, got {steps} and {restarts}")
+        check_moves(eps, step_size, steps)
         self.eps = eps
-        self.step_size = step_size
+        self.step_size = default_step_size(eps, steps) if step_size is None else step_size
         self.steps = steps
         self.norm = norm
         self.loss = loss
         self.random_start = random_start
         self.restarts = restarts
+        self.start = start
 
     @property
     def name(self) -> str:
@@ -60,13 +94,14 @@ class PGDAttack:
         return pgd(
             model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps,
             norm=self.norm, loss=self.loss, random_start=self.random_start,
-            restarts=self.restarts, target=target,
+            restarts=self.restarts, target=target, start=self.start,
         )
 
     def __repr__(self) -> str:
         return (
             f"PGDAttack(eps={self.eps:.6g}, step_size={self.step_size}, steps={self.steps}, "
-            f"norm={self.norm!r}, loss={self.loss!r}, restarts={self.restarts})"
+            f"norm={self.norm!r}, loss={self.loss!r}, restarts={self.restarts}, "
+            f"start={self.start!r})"
         )
 
 

@@ -16,6 +16,12 @@ from torch import Tensor, nn
 from lit_robust.attacks.objectives import AttackLoss, attack_objective, per_example_loss
 
 Norm = Literal["linf", "l2"]
+Start = Literal["ball", "sphere", "normal"]
+"""Where a random start lies: ``ball`` uniform in the ε-ball's volume, ``sphere`` uniform on
+its L2 sphere, ``normal`` at x + 0.001·N(0, I) (TRADES)."""
+
+TRADES_START_STD = 0.001
+"""Standard deviation of the ``normal`` start, as in the official TRADES code."""
 
 
 def check_budget(eps: float, step_size: float | None, norm: Norm) -> None:
@@ -43,6 +49,18 @@ def check_budget(eps: float, step_size: float | None, norm: Norm) -> None:
         raise ValueError(f"step_size must be >= 0, got {step_size}")
 
 
+def check_start(start: Start, norm: Norm) -> None:
+    """Reject an unknown random start, or the L2 sphere start with the L∞ norm.
+
+    Raises:
+        ValueError: saying which starts exist for the norm.
+    """
+    if start not in ("ball", "sphere", "normal"):
+        raise ValueError(f"start must be 'ball', 'sphere' or 'normal', got {start!r}")
+    if start == "sphere" and norm != "l2":
+        raise ValueError("start='sphere' is an L2 start; use start='ball' or 'normal' for linf")
+
+
 def _flat_norm(t: Tensor) -> Tensor:
     return t.flatten(1).norm(p=2, dim=1).clamp_min(1e-12).view(-1, *([1] * (t.dim() - 1)))
 
@@ -55,14 +73,48 @@ def project(delta: Tensor, eps: float, norm: Norm) -> Tensor:
     return delta * factor
 
 
-def random_init(x: Tensor, eps: float, norm: Norm) -> Tensor:
-    """A uniform random start inside the ε-ball, kept inside the [0, 1] image box."""
-    if norm == "linf":
+def default_step_size(eps: float, steps: int) -> float:
+    """The step size used when none is given: 2.5·ε/steps (Madry et al., ICLR 2018).
+
+    For L∞ 8/255 with 10 steps this is 2/255; for L2 0.5 with 10 steps it is 0.125, so that
+    the iterates can reach the ε-sphere whatever the norm. ``steps = 0`` counts as one step.
+    """
+    return 2.5 * eps / max(steps, 1)
+
+
+def random_init(x: Tensor, eps: float, norm: Norm, start: Start = "ball") -> Tensor:
+    """A random start δ for PGD, kept inside the [0, 1] image box.
+
+    Args:
+        x: clean images in [0, 1], shape (N, ...).
+        eps: radius of the ε-ball in pixel units.
+        norm: ``"linf"`` or ``"l2"``.
+        start: ``"ball"`` (default): uniform in the volume of the ε-ball; for L2 the radius
+            is ε·U^(1/d) with d the number of pixels, so in image dimensions almost every
+            start lies near radius ε. ``"sphere"``: L2 only, uniform on the sphere of radius
+            ε (the robustness library's start). ``"normal"``: 0.001·N(0, I) projected onto the
+            ball (the official TRADES code).
+
+    Returns:
+        δ with ``x + δ`` in [0, 1] and ``‖δ‖ ≤ ε``.
+
+    Raises:
+        ValueError: for an unknown ``start``, or ``"sphere"`` with ``norm="linf"``.
+    """
+    check_start(start, norm)
+    if start == "normal":
+        delta = project(TRADES_START_STD * torch.randn_like(x), eps, norm)
+    elif norm == "linf":
         delta = torch.empty_like(x).uniform_(-eps, eps)
     else:
         direction = torch.randn_like(x)
         direction = direction / _flat_norm(direction)
-        radius = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype)
+        shape = (x.shape[0], *([1] * (x.dim() - 1)))
+        if start == "sphere":
+            radius = torch.ones(shape, device=x.device, dtype=x.dtype)
+        else:
+            dims = x[0].numel()
+            radius = torch.rand(shape, device=x.device, dtype=x.dtype) ** (1.0 / dims)
         delta = direction * radius * eps
     return (x + delta).clamp(0, 1) - x
 
@@ -83,8 +135,9 @@ def _single_run(
     norm: Norm,
     loss: AttackLoss,
     random_start: bool,
+    start: Start,
 ) -> Tensor:
-    delta = random_init(x, eps, norm) if random_start else torch.zeros_like(x)
+    delta = random_init(x, eps, norm, start) if random_start else torch.zeros_like(x)
     for _ in range(steps):
         delta.requires_grad_(True)
         objective = attack_objective(model(x + delta), target, loss)
@@ -108,6 +161,7 @@ def pgd(
     random_start: bool = True,
     restarts: int = 1,
     target: Tensor | None = None,
+    start: Start = "ball",
 ) -> Tensor:
     """Untargeted PGD that maximizes ``loss`` within an ε-ball around ``x``.
 
@@ -120,15 +174,19 @@ def pgd(
         x: clean images in [0, 1], shape (N, C, H, W).
         y: integer labels, shape (N,).
         eps: radius in pixel units (L∞ 8/255, L2 0.5).
-        step_size: step in pixel units; ``None`` uses 2.5·ε/steps.
+        step_size: step in pixel units; ``None`` uses 2.5·ε/steps
+            (:func:`default_step_size`: 2/255 for L∞ 8/255 with 10 steps).
         steps: number of gradient steps (0 returns the random start, or ``x``).
         norm: ``"linf"`` or ``"l2"``.
         loss: ``"ce"`` (cross-entropy with ``y``) or ``"kl"`` (TRADES: KL from the clean
             prediction, which must then be given as ``target`` probabilities or is computed
             here from ``model(x)``).
-        random_start: start from a uniform point of the ε-ball.
+        random_start: start from a random point (see ``start``); ``False`` starts at ``x``.
         restarts: independent runs; the per-example worst case is returned.
         target: for ``loss="kl"``, the clean probabilities to move away from.
+        start: the random start (:func:`random_init`): ``"ball"`` (default, uniform in the
+            ball's volume), ``"sphere"`` (L2: on the ε-sphere) or ``"normal"``
+            (x + 0.001·N(0, I), TRADES).
 
     Returns:
         Adversarial images in [0, 1] with ``‖x_adv − x‖ ≤ ε``, detached.
@@ -136,8 +194,9 @@ def pgd(
     check_budget(eps, step_size, norm)
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
+    check_start(start, norm)
     if step_size is None:
-        step_size = 2.5 * eps / max(steps, 1)
+        step_size = default_step_size(eps, steps)
     x = x.detach()
     if loss == "kl" and target is None:
         with torch.no_grad():
@@ -150,7 +209,8 @@ def pgd(
     best = None
     best_wrong = best_loss = None
     for _ in range(restarts):
-        x_adv = _single_run(model, x, target, eps, step_size, steps, norm, loss, random_start)
+        x_adv = _single_run(model, x, target, eps, step_size, steps, norm, loss, random_start,
+                            start)
         if restarts == 1:
             return x_adv
         with torch.no_grad():

@@ -13,6 +13,8 @@ Batches are ``(images, labels)``: ``float32`` images in [0, 1] of shape ``(B, 3,
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -25,6 +27,7 @@ from torch.utils.data import DataLoader
 from lit_robust.data.datasets import ImageDataset
 from lit_robust.data.images import ImageSplit
 from lit_robust.data.layouts import DatasetLayout, DatasetNotFoundError, Split, not_found_message
+from lit_robust.data.sampling import ResumableRandomSampler
 from lit_robust.data.splits import (
     TEST_SUBSET_STREAM,
     TRAIN_STREAM,
@@ -42,6 +45,16 @@ from lit_robust.data.transforms import (
     training_augmentation,
 )
 from lit_robust.paths import data_root
+
+
+def concatenate_splits(first: ImageSplit, second: ImageSplit) -> ImageSplit:
+    """The images of ``first`` followed by those of ``second`` (both files or both decoded)."""
+    labels = torch.cat([first.labels, second.labels])
+    if first.files is not None and second.files is not None:
+        return ImageSplit(labels, files=[*first.files, *second.files])
+    if first.images is not None and second.images is not None:
+        return ImageSplit(labels, images=torch.cat([first.images, second.images]))
+    raise ValueError("cannot concatenate a split of files with a split of decoded images")
 
 
 def _check_positive(name: str, value: int | None) -> None:
@@ -69,14 +82,22 @@ class RobustDataModule(LightningDataModule):
         num_workers: loader worker processes (0 loads in the main process).
         val_size: images of the training split held out for validation, class-stratified and
             fixed by ``split_seed``: an ``int`` count or a ``float`` fraction in [0, 1);
-            0 disables validation. Model selection never uses the test split.
+            0 disables validation; ``"official"`` uses the dataset's own validation split
+            (only datasets that have one, e.g. Flowers-102; otherwise it is part of the
+            training split). Model selection never uses the test split.
         split_seed: seed of the validation split and of every subset.
         train_fraction: keep this fraction (0, 1] of the training part, class-stratified.
         samples_per_class: keep exactly this many training images per class (balanced
             low-data regime); an error if a class has fewer.
         val_samples_per_class: keep at most this many validation images per class.
         test_samples_per_class: keep at most this many test images per class (fast
-            evaluation).
+            evaluation), a class-balanced subset drawn with ``split_seed``.
+        test_first_n: evaluate on the first ``n`` test images in the dataset's own order
+            (RobustBench's convention for AutoAttack on a budget): file order for CIFAR's
+            pickles, class by class and file name by file name for class folders.
+        test_indices: evaluate on exactly these test images (indices into the full test
+            split, in this order, no repeats). At most one of ``test_samples_per_class``,
+            ``test_first_n`` and ``test_indices`` may be given.
         image_size: side ``s`` of the square images the loaders produce (default: the
             dataset's, e.g. 32 for CIFAR).
         resize: ``"none"`` (images must already be s×s), ``"resize"`` (resize to s×s),
@@ -108,12 +129,14 @@ class RobustDataModule(LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
-        val_size: int | float = 0.1,
+        val_size: int | float | Literal["official"] = 0.1,
         split_seed: int = 0,
         train_fraction: float | None = None,
         samples_per_class: int | None = None,
         val_samples_per_class: int | None = None,
         test_samples_per_class: int | None = None,
+        test_first_n: int | None = None,
+        test_indices: Sequence[int] | None = None,
         image_size: int | None = None,
         resize: Literal["auto", "none", "resize", "resize_center_crop"] = "auto",
         crop_padding: int = 4,
@@ -126,6 +149,7 @@ class RobustDataModule(LightningDataModule):
                             ("samples_per_class", samples_per_class),
                             ("val_samples_per_class", val_samples_per_class),
                             ("test_samples_per_class", test_samples_per_class),
+                            ("test_first_n", test_first_n),
                             ("image_size", image_size)]:
             _check_positive(name, value)
         if num_workers < 0:
@@ -135,17 +159,30 @@ class RobustDataModule(LightningDataModule):
         if crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
         if isinstance(val_size, bool) or not (
-            (isinstance(val_size, int) and val_size >= 0)
+            val_size == "official"
+            or (isinstance(val_size, int) and val_size >= 0)
             or (isinstance(val_size, float) and 0 <= val_size < 1)
         ):
             raise ValueError(
-                f"val_size must be an int count >= 0 or a float fraction in [0, 1), got "
-                f"{val_size!r}"
+                f"val_size must be an int count >= 0 or a float fraction in [0, 1), or "
+                f"'official', got {val_size!r}"
             )
         if train_fraction is not None and samples_per_class is not None:
             raise ValueError("give train_fraction or samples_per_class, not both")
         if train_fraction is not None and not 0 < train_fraction <= 1:
             raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+        test_subsets = [name for name, value in [
+            ("test_samples_per_class", test_samples_per_class), ("test_first_n", test_first_n),
+            ("test_indices", test_indices)] if value is not None]
+        if len(test_subsets) > 1:
+            raise ValueError(f"give at most one of {', '.join(test_subsets)}: each of them chooses "
+                             "the test images")
+        if test_indices is not None:
+            test_indices = [int(i) for i in test_indices]
+            if not test_indices or min(test_indices) < 0 or len(set(test_indices)) < len(
+                    test_indices):
+                raise ValueError("test_indices must be a non-empty list of distinct indices >= 0 "
+                                 "into the test split")
         if val_samples_per_class is not None and val_size == 0:
             raise ValueError("val_samples_per_class needs a validation split, but val_size=0")
         if resize not in ("auto", *RESIZE_POLICIES):
@@ -170,6 +207,8 @@ class RobustDataModule(LightningDataModule):
         self.samples_per_class = samples_per_class
         self.val_samples_per_class = val_samples_per_class
         self.test_samples_per_class = test_samples_per_class
+        self.test_first_n = test_first_n
+        self.test_indices_arg = test_indices
         self.image_size: int = image_size or self.default_image_size
         self.resize: ResizePolicy = self._resolve_resize(resize)
         self.crop_padding = crop_padding
@@ -185,6 +224,8 @@ class RobustDataModule(LightningDataModule):
         self.test_dataset: ImageDataset | None = None
         self._location: tuple[DatasetLayout, Path] | None = None
         self._full_train: ImageSplit | None = None
+        self._order_seed: int | None = None
+        self._resume_at: tuple[int, int] | None = None
 
     # ----------------------------------------------------------------- dataset description
     @property
@@ -253,15 +294,35 @@ class RobustDataModule(LightningDataModule):
         self._locate()
 
     # -------------------------------------------------------------------------- splits
+    def _read_training(self) -> tuple[ImageSplit, np.ndarray | None]:
+        """Every training image (an official validation split included) and the indices of
+        that official validation split (``None`` when the layout found has none)."""
+        with_val = [layout.description for layout in self.layouts if layout.official_val]
+        if not with_val or not self._locate()[0].official_val:
+            if self.val_size == "official":
+                where = f" (only {' and '.join(with_val)} has one)" if with_val else ""
+                raise ValueError(
+                    f"val_size='official', but {self.dataset_name} as read from {self.root} has "
+                    f"no official validation split{where}; give val_size as a count or a "
+                    f"fraction of the training split"
+                )
+            return self._read("train"), None
+        train, val = self._read("train"), self._read("val")
+        return concatenate_splits(train, val), np.arange(len(train), len(train) + len(val))
+
     def _split_train(self) -> None:
         """Carve the validation split, then subset the training part (indices into train)."""
-        self._full_train = self._read("train")
+        self._full_train, official_val = self._read_training()
         labels = self._full_train.labels.numpy()
-        held_out = resolve_size(self.val_size, len(labels), "val_size")
-        if held_out >= len(labels):
-            raise ValueError(f"val_size={self.val_size} leaves none of the {len(labels)} "
-                             f"{self.dataset_name} training images for training")
-        train, val = stratified_split(labels, held_out, self.split_seed)
+        if self.val_size == "official":
+            train = np.setdiff1d(np.arange(len(labels)), official_val)
+            val = official_val
+        else:
+            held_out = resolve_size(self.val_size, len(labels), "val_size")
+            if held_out >= len(labels):
+                raise ValueError(f"val_size={self.val_size} leaves none of the {len(labels)} "
+                                 f"{self.dataset_name} training images for training")
+            train, val = stratified_split(labels, held_out, self.split_seed)
         if self.train_fraction is not None:
             train = train[stratified_subset(labels[train], self.train_fraction, self.split_seed,
                                             TRAIN_STREAM)]
@@ -298,19 +359,87 @@ class RobustDataModule(LightningDataModule):
             self.val_dataset = self._evaluation_dataset(self._full_train.subset(self.val_indices))
         if stage in (None, "test", "predict") and self.test_dataset is None:
             test = self._read("test")
-            indices = np.arange(len(test))
-            if self.test_samples_per_class is not None:
-                indices = balanced_subset(test.labels.numpy(), self.test_samples_per_class,
-                                          self.split_seed, TEST_SUBSET_STREAM, strict=False)
-            self.test_indices = torch.from_numpy(indices)
+            self.test_indices = torch.from_numpy(self._test_subset(test))
             self.test_dataset = self._evaluation_dataset(test.subset(self.test_indices))
 
+    def _test_subset(self, test: ImageSplit) -> np.ndarray:
+        """Indices of the evaluated test images (see the subset arguments)."""
+        if self.test_samples_per_class is not None:
+            return balanced_subset(test.labels.numpy(), self.test_samples_per_class,
+                                   self.split_seed, TEST_SUBSET_STREAM, strict=False)
+        if self.test_first_n is not None:
+            if self.test_first_n > len(test):
+                raise ValueError(f"test_first_n={self.test_first_n} exceeds the {len(test)} "
+                                 f"{self.dataset_name} test images")
+            return np.arange(self.test_first_n)
+        if self.test_indices_arg is not None:
+            indices = np.asarray(self.test_indices_arg, dtype=np.int64)
+            if indices.max() >= len(test):
+                raise ValueError(f"test_indices holds {int(indices.max())}, but the "
+                                 f"{self.dataset_name} test split has {len(test)} images "
+                                 f"(indices 0..{len(test) - 1})")
+            return indices
+        return np.arange(len(test))
+
+    def test_subset_rule(self) -> str:
+        """How the test images are chosen, in words (recorded in the robustness report)."""
+        if self.test_samples_per_class is not None:
+            return (f"at most {self.test_samples_per_class} per class, class-balanced, drawn "
+                    f"with split_seed={self.split_seed}")
+        if self.test_first_n is not None:
+            return f"the first {self.test_first_n} test images (indices 0..{self.test_first_n - 1})"
+        if self.test_indices_arg is not None:
+            return f"an explicit list of {len(self.test_indices_arg)} test indices"
+        return "the whole test split"
+
+    def describe_test_data(self) -> dict[str, object]:
+        """Which test images an evaluation saw: dataset, folder, subset rule, count, indices."""
+        folder = self._location[1] if self._location is not None else self.root
+        indices = self.test_indices.tolist() if self.test_indices is not None else None
+        return {
+            "dataset": self.dataset_name,
+            "folder": str(Path(folder).resolve()),
+            "subset_rule": self.test_subset_rule(),
+            "test_images": len(indices) if indices is not None else None,
+            "indices": indices if self.test_indices_arg is not None else None,
+        }
+
+    # ---------------------------------------------------------------- resumable training
+    def state_dict(self) -> dict[str, int]:
+        """The training order's seed and, in a checkpoint saved within an epoch, the position.
+
+        Saved in every checkpoint; :meth:`load_state_dict` makes a resumed run continue with
+        the very batches (and augmentations) an uninterrupted run would see.
+        """
+        if self._order_seed is None:
+            return {}
+        state = {"order_seed": self._order_seed}
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            if 0 < done < trainer.num_training_batches:
+                state.update(epoch=trainer.current_epoch, batches_done=done)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Restore the training order (and the position within an epoch) of a checkpoint."""
+        if "order_seed" in state_dict:
+            self._order_seed = int(state_dict["order_seed"])
+        if "batches_done" in state_dict:
+            self._resume_at = (int(state_dict["epoch"]),
+                               int(state_dict["batches_done"]) * self.batch_size)
+            # the order is resumable: Lightning's warning about a mid-epoch checkpoint of a
+            # loader without state does not apply
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that "
+                                    "ended before the epoch ended")
+
     # ------------------------------------------------------------------------- loaders
-    def _loader(self, dataset: ImageDataset, shuffle: bool, batch_size: int) -> DataLoader:
+    def _loader(self, dataset: ImageDataset, batch_size: int,
+                sampler: ResumableRandomSampler | None = None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -318,10 +447,18 @@ class RobustDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches (augmented)."""
+        """Shuffled, augmented training batches in a resumable order
+        (:class:`~lit_robust.data.sampling.ResumableRandomSampler`): the order's seed is drawn
+        from the global generator once (after ``seed_everything``) and kept in checkpoints."""
         if self.train_dataset is None:
             self.setup("fit")
-        return self._loader(self.train_dataset, True, self.batch_size)
+        if self._order_seed is None:
+            self._order_seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        sampler = ResumableRandomSampler(len(self.train_dataset), self._order_seed)
+        if self._resume_at is not None:
+            sampler.start_at(*self._resume_at)
+            self._resume_at = None
+        return self._loader(self.train_dataset, self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader | list:
         """Batches of the held-out part of the training split; ``[]`` when ``val_size=0``."""
@@ -329,13 +466,13 @@ class RobustDataModule(LightningDataModule):
             self.setup("validate")
         if self.val_dataset is None:
             return []
-        return self._loader(self.val_dataset, False, self.eval_batch_size)
+        return self._loader(self.val_dataset, self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
         """Batches of the test split (or its balanced subset)."""
         if self.test_dataset is None:
             self.setup("test")
-        return self._loader(self.test_dataset, False, self.eval_batch_size)
+        return self._loader(self.test_dataset, self.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
         """The test loader."""

@@ -11,7 +11,7 @@ import torch
 from torchvision import datasets
 
 from lit_robust.data.base import RobustDataModule
-from lit_robust.data.images import ImageSplit, read_class_folders
+from lit_robust.data.images import DataFileError, ImageSplit, read_class_folders
 from lit_robust.data.layouts import DatasetLayout, Split
 
 CIFAR10_CLASSES = (
@@ -31,14 +31,53 @@ CIFAR100_CLASSES = tuple(
 _FOLDER_TREE = "{train,test}/<class name>/*.{jpg,png}"
 
 
+_PICKLE_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR batches hold: dicts, lists, strings, numbers, NumPy arrays.
+
+    A plain ``pickle.load`` runs whatever code a crafted data file names; this refuses every
+    other global.
+    """
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: a CIFAR batch holds only dicts, lists, strings, "
+            "numbers and NumPy arrays"
+        )
+
+
+def load_cifar_batch(path: Path) -> dict:
+    """One CIFAR pickle, read with the restricted :class:`_CifarUnpickler`.
+
+    Raises:
+        DataFileError: naming the file, when it is not a CIFAR batch (or tries to load code).
+    """
+    try:
+        with open(path, "rb") as handle:
+            entry = _CifarUnpickler(handle, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
+        raise DataFileError(f"{path} is not a readable CIFAR batch: {error}") from error
+    if not isinstance(entry, dict):
+        raise DataFileError(f"{path} is not a CIFAR batch: it holds a {type(entry).__name__}, "
+                            "not a dict")
+    return entry
+
+
 def read_cifar_pickles(
     folder: Path, split: Split, files: dict[str, tuple[str, ...]], label_key: str
 ) -> ImageSplit:
     """Read CIFAR python pickles (dicts with ``data``: N×3072 uint8, and ``label_key``)."""
     arrays, labels = [], []
     for name in files[split]:
-        with open(folder / name, "rb") as handle:
-            entry = pickle.load(handle, encoding="latin1")
+        entry = load_cifar_batch(folder / name)
         entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
         arrays.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.extend(entry[label_key])

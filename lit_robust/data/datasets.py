@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from lit_robust.data.images import ImageSplit
+from lit_robust.data.sampling import SampleKey
 from lit_robust.data.transforms import Preparation
 
 SMALL_IMAGE_PIXELS = 64 * 64
@@ -78,5 +79,12 @@ class ImageDataset(Dataset):
         image = self._images[index]
         return self.prepare(image) if self._deferred[index] else image
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.transform(self.image(index)), self.labels[index]
+    def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, Tensor]:
+        """The augmented image and label at an index, or at a :class:`SampleKey`, whose seed
+        then draws the augmentation (the global random state is left untouched)."""
+        if not isinstance(key, SampleKey):
+            return self.transform(self.image(key)), self.labels[key]
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(key.seed)  # CPU only: CUDA streams untouched
+            image = self.transform(self.image(key.index))
+        return image, self.labels[key.index]

@@ -17,17 +17,30 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 _TORCHVISION_DECODES = (".jpg", ".jpeg", ".png")
 
 
+class DataFileError(ValueError):
+    """A file of a dataset cannot be decoded as an image; the message names the file."""
+
+
 def read_image(path: str | Path) -> Tensor:
     """Decode an image file to a ``uint8`` RGB tensor of shape ``(3, H, W)``.
 
     JPEG and PNG go through ``torchvision.io`` (fast); other formats (PPM, BMP, ...) through
     PIL. Grayscale, palette and CMYK images are converted to RGB.
+
+    Raises:
+        DataFileError: naming the file, when it is corrupt, truncated or not an image.
     """
     path = str(path)
-    if path.lower().endswith(_TORCHVISION_DECODES):
-        return decode_image(read_file(path), mode=ImageReadMode.RGB)
-    with Image.open(path) as image:
-        array = np.array(image.convert("RGB"))
+    try:
+        if path.lower().endswith(_TORCHVISION_DECODES):
+            return decode_image(read_file(path), mode=ImageReadMode.RGB)
+        with Image.open(path) as image:
+            array = np.array(image.convert("RGB"))
+    except (RuntimeError, OSError, ValueError, SyntaxError) as error:
+        raise DataFileError(
+            f"cannot decode the image file {path} ({type(error).__name__}: {error}); the file is "
+            "corrupt, truncated or not an image: replace or delete it"
+        ) from error
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 

@@ -9,7 +9,8 @@ from typing import Literal
 
 from lit_robust.data.images import ImageSplit
 
-Split = Literal["train", "test"]
+Split = Literal["train", "val", "test"]
+"""``"val"`` is read only from layouts with ``official_val=True``."""
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -31,6 +32,10 @@ class DatasetLayout:
         markers: relative paths that must all exist inside the dataset folder: a file, or a
             folder when the path ends with ``/``.
         read: ``read(dataset_folder, split)`` → the split's labels and images.
+        official_val: the layout has an official validation split: ``read(folder, "train")``
+            then returns the official training part only and ``read(folder, "val")`` the
+            official validation part (the DataModule trains on both unless
+            ``val_size="official"``).
     """
 
     description: str
@@ -38,6 +43,7 @@ class DatasetLayout:
     subfolders: tuple[str, ...]
     markers: tuple[str, ...]
     read: Callable[[Path, Split], ImageSplit]
+    official_val: bool = False
 
     def candidates(self, root: Path) -> list[Path]:
         """Folders that are checked for this layout, in order."""

@@ -27,6 +27,9 @@ class CleanAccuracy(Evaluator):
         return "clean_acc"
 
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
+        x, y = self.real_images(x, y)
+        if y.numel() == 0:
+            return
         with eval_mode(model), torch.no_grad():
             self.correct += (model(x).argmax(dim=1) == y).sum()
         self.total += y.numel()

@@ -278,6 +278,9 @@ class AutoAttackEvaluator(Evaluator):
             )
 
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
+        x, y = self.real_images(x, y)
+        if y.numel() == 0:
+            return
         x = x.detach().to(torch.float32).contiguous()
         y = y.detach().long()
         cuda = [x.device.index or 0] if x.device.type == "cuda" else []

@@ -9,11 +9,22 @@ are summed (or concatenated) across DDP ranks by torchmetrics when :meth:`comput
   evaluators that read data of their own (e.g. CIFAR-10-C files); the default does nothing.
 - :meth:`compute` returns ``{metric name: value}`` with accuracies as fractions in [0, 1].
 - :meth:`figures` returns matplotlib figures for TensorBoard (optional).
+
+Each test image counts exactly once, also under DDP. Lightning shards the test set with an
+unshuffled ``DistributedSampler``, which deals the indices round-robin (the k-th image of rank
+r is test image r + k·W for W processes) and pads the last round with copies of the first
+images so that every rank gets as many. An evaluator numbers the images it sees with
+:meth:`Evaluator.global_index` and, once it knows the test-set size
+(:meth:`Evaluator.set_dataset_size`; a method's ``test`` and :func:`~lit_robust.evaluation.
+runner.evaluate` set it from the test loader), :meth:`Evaluator.real_images` drops the padding
+copies, whose index is at least the size.
 """
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -36,6 +47,9 @@ class Evaluator(Metric):
     def __init__(self, name: str | None = None) -> None:
         super().__init__()
         self._name = name
+        self.dataset_size: int | None = None
+        self._seen = 0
+        self._warned_unknown_size = False
 
     @property
     def name(self) -> str:
@@ -54,6 +68,56 @@ class Evaluator(Metric):
     def compute(self) -> dict[str, float]:
         """Return ``{metric name: value}`` for everything seen since the last reset."""
 
+    def reset(self) -> None:
+        """Clear the metric states and restart the global image numbering."""
+        super().reset()
+        self._seen = 0
+
+    def set_dataset_size(self, size: int | None) -> None:
+        """The number of images of the whole test set (``None``: unknown).
+
+        Under DDP, images this process sees at a global index ≥ ``size`` are copies that the
+        distributed sampler added as padding; :meth:`real_images` drops them.
+
+        Raises:
+            ValueError: for a negative size.
+        """
+        if size is not None and size < 0:
+            raise ValueError(f"the test-set size must be >= 0, got {size}")
+        self.dataset_size = size
+
+    def global_index(self, count: int) -> Tensor:
+        """Test-set indices of the next ``count`` images this process sees.
+
+        Advances the numbering: call it once per batch. Rank r of W processes sees test image
+        r + k·W as its k-th image (unshuffled ``DistributedSampler``); one process sees k.
+        """
+        rank, world_size = rank_and_world_size()
+        position = torch.arange(self._seen, self._seen + count)
+        self._seen += count
+        return rank + position * world_size
+
+    def is_real(self, index: Tensor) -> Tensor:
+        """Boolean mask of the indices that are test images, not the sampler's padding."""
+        if self.dataset_size is None:
+            if rank_and_world_size()[1] > 1 and not self._warned_unknown_size:
+                self._warned_unknown_size = True
+                warnings.warn(
+                    f"{type(self).__name__} runs under DDP without the test-set size, so the "
+                    "images the distributed sampler repeats to pad the last shard count twice; "
+                    "call set_dataset_size(len(test_dataset)) before evaluating",
+                    stacklevel=3,
+                )
+            return torch.ones_like(index, dtype=torch.bool)
+        return index < self.dataset_size
+
+    def real_images(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Number this batch (:meth:`global_index`) and drop the sampler's padding copies."""
+        keep = self.is_real(self.global_index(y.shape[0]))
+        if bool(keep.all()):
+            return x, y
+        return x[keep.to(x.device)], y[keep.to(y.device)]
+
     def run_standalone(self, model: nn.Module) -> None:
         """Evaluate on data the evaluator loads itself; called once per test epoch."""
 
@@ -71,3 +135,30 @@ def rank_and_world_size() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def dataset_size_of(loaders: Any) -> int | None:
+    """The number of images of a test loader's dataset, or ``None`` when it has no length.
+
+    Args:
+        loaders: a ``DataLoader``, or a sequence holding exactly one (Lightning's
+            ``trainer.test_dataloaders``); anything else gives ``None``.
+    """
+    if isinstance(loaders, (list, tuple)):
+        if len(loaders) != 1:
+            return None
+        loaders = loaders[0]
+    dataset = getattr(loaders, "dataset", None)
+    try:
+        return len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def set_dataset_size(evaluators: Iterable[Evaluator], loaders: Any) -> None:
+    """Tell every evaluator the size of the test set behind ``loaders``, when it has one."""
+    size = dataset_size_of(loaders)
+    if size is None:
+        return
+    for evaluator in evaluators:
+        evaluator.set_dataset_size(size)

@@ -15,9 +15,10 @@ certifies those whose index is a multiple of the stride, up to ``max_images`` of
   the indices round-robin: rank r sees r, r + W, r + 2W, ... for W processes. The k-th image
   of rank r therefore has global index r + k·W, so every process selects its part of exactly
   the subset a single process would certify. The sampler pads the last round with copies of
-  the first images, at positions ≥ the test-set size: with ``num_test_images`` they are never
-  certified; with only ``skip`` such a copy is certified a second time when its position is
-  a multiple of ``skip`` (at most W − 1 extra images).
+  the first images, at positions ≥ the test-set size; they are never certified when the
+  test-set size is known (``num_test_images``, or :meth:`~lit_robust.evaluation.base.
+  Evaluator.set_dataset_size`, which a method's ``test`` and ``evaluate`` call with the test
+  loader's size).
 
 Every certified image leaves a record (index, label, prediction, radius, seconds) in
 concatenated metric states that torchmetrics gathers from all ranks in :meth:`compute`. Its
@@ -36,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.utilities import dim_zero_cat
 
-from lit_robust.evaluation.base import Evaluator, rank_and_world_size
+from lit_robust.evaluation.base import Evaluator
 from lit_robust.evaluation.smoothing import ABSTAIN, SmoothedClassifier
 
 _RECORDS = ("cert_index", "cert_label", "cert_prediction", "cert_radius", "cert_seconds")
@@ -121,7 +122,6 @@ class SmoothingCertification(Evaluator):
         self.num_classes = num_classes
         self.seed = seed
         self.bf16 = bf16
-        self._seen = 0
         self._records: dict[str, np.ndarray] | None = None
         for record in _RECORDS:
             self.add_state(record, default=[], dist_reduce_fx="cat")
@@ -132,7 +132,6 @@ class SmoothingCertification(Evaluator):
     def reset(self) -> None:
         """Clear the records and restart the global image numbering."""
         super().reset()
-        self._seen = 0
         self._records = None
 
     def selected(self, index: Tensor) -> Tensor:
@@ -142,14 +141,11 @@ class SmoothingCertification(Evaluator):
             keep &= index // self.stride < self.max_images
         if self.num_test_images is not None:
             keep &= index < self.num_test_images
-        return keep
+        return keep & self.is_real(index)
 
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
         """Certify the images of this batch that belong to the evenly spaced subset."""
-        rank, world_size = rank_and_world_size()
-        position = torch.arange(self._seen, self._seen + x.shape[0])
-        self._seen += x.shape[0]
-        index = rank + position * world_size
+        index = self.global_index(x.shape[0])
         chosen = torch.nonzero(self.selected(index)).flatten().tolist()
         records: dict[str, list[float]] = {key: [] for key in _RECORDS}
         if chosen:

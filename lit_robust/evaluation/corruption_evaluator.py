@@ -100,7 +100,6 @@ class CorruptionRobustness(Evaluator):
         self.preset = preset
         self.class_names = list(class_names) if class_names is not None else None
         self.resize = resize
-        self._seen = 0
         self._batches = 0
         self._accuracy: np.ndarray | None = None
         shape = (len(self.corruptions), len(self.severities))
@@ -115,7 +114,6 @@ class CorruptionRobustness(Evaluator):
     def reset(self) -> None:
         """Clear the counts and restart the image numbering and the noise streams."""
         super().reset()
-        self._seen = 0
         self._batches = 0
         self._accuracy = None
 
@@ -123,13 +121,14 @@ class CorruptionRobustness(Evaluator):
         """``"generate"``: corrupt this batch every way and count correct predictions."""
         if self.source != "generate":
             return
-        rank, world_size = rank_and_world_size()
-        position = torch.arange(self._seen, self._seen + x.shape[0])
-        self._seen += x.shape[0]
+        rank = rank_and_world_size()[0]
+        index = self.global_index(x.shape[0])
+        keep = self.is_real(index)
         if self.max_images is not None:
-            keep = (rank + position * world_size < self.max_images).nonzero().flatten()
-            if len(keep) == 0:
-                return
+            keep &= index < self.max_images
+        if not bool(keep.any()):
+            return
+        if not bool(keep.all()):
             x, y = x[keep.to(x.device)], y[keep.to(y.device)]
         self._batches += 1
         with torch.no_grad(), eval_mode(model):

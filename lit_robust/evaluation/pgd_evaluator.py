@@ -30,8 +30,8 @@ class PGDEvaluator(Evaluator):
 
     Args:
         eps: radius in [0, 1] pixel units (L∞ 8/255, L2 0.5); replaced by ``eps_list``.
-        step_size: step in pixel units, the same for every budget; ``None`` uses
-            2.5·ε/steps for each ε.
+        step_size: step in pixel units, the same for every budget; ``None`` (default) uses
+            2.5·ε/steps for each ε (2/255 for L∞ 8/255 with 10 steps, 0.125 for L2 0.5).
         steps: gradient steps per restart.
         norm: ``"linf"`` or ``"l2"``.
         restarts: independent random-start runs; the per-example worst case counts.
@@ -48,7 +48,7 @@ class PGDEvaluator(Evaluator):
     def __init__(
         self,
         eps: float = 8 / 255,
-        step_size: float | None = 2 / 255,
+        step_size: float | None = None,
         steps: int = 10,
         norm: Norm = "linf",
         restarts: int = 1,
@@ -82,6 +82,9 @@ class PGDEvaluator(Evaluator):
         return [f"robust_acc/{self._name}/eps{attack.eps:.4g}" for attack in self.attacks]
 
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
+        x, y = self.real_images(x, y)
+        if y.numel() == 0:
+            return
         with attack_mode(model):
             with torch.no_grad():
                 clean_correct = model(x).argmax(dim=1) == y

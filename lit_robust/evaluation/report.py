@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from itertools import count
@@ -32,13 +33,29 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 import lit_robust
 from lit_robust.evaluation.base import Evaluator
+from lit_robust.evaluation.provenance import (
+    evaluated_weights,
+    evaluator_settings,
+    images_counted,
+    test_data,
+)
 from lit_robust.evaluation.runner import attack_mode
-from lit_robust.evaluation.sanity import CHECKS, SanityCheckError, check_metrics
+from lit_robust.evaluation.sanity import (
+    CHECKS,
+    METRIC_CHECKS,
+    SanityCheckError,
+    SanityCheckWarning,
+    check_metrics,
+)
 
 _log = logging.getLogger(__name__)
 
 GROUPS = ("clean", "adversarial", "ε sweep", "certified", "corruptions", "sanity", "other")
-_SANITY_CHECKS = {*CHECKS, "robust_le_clean"}
+_SANITY_CHECKS = {*CHECKS, *METRIC_CHECKS, "clean_above_chance"}
+_METRIC_CHECK_MESSAGES = {
+    "robust_le_clean": "robust accuracy exceeds clean accuracy",
+    "eps0_robust_matches_clean": "robust accuracy at eps = 0 differs from clean accuracy",
+}
 
 
 def metric_groups(metrics: Mapping[str, float]) -> dict[str, str]:
@@ -85,9 +102,9 @@ def _json_value(value: float) -> float | None:
 class RobustnessReport:
     """Metrics of one evaluation run with what produced them.
 
-    The cross-evaluator sanity check :func:`~lit_robust.evaluation.sanity.check_metrics`
-    (robust accuracy ≤ clean accuracy) runs on construction; a failure is logged, warned about
-    and shown as **FAIL** in the report.
+    The cross-evaluator sanity checks :func:`~lit_robust.evaluation.sanity.check_metrics`
+    (robust accuracy ≤ clean accuracy; robust accuracy at ε = 0 equals clean accuracy) run on
+    construction; a failure is logged, warned about and shown as **FAIL** in the report.
 
     Args:
         metrics: merged ``{metric name: value}`` of every evaluator.
@@ -95,6 +112,10 @@ class RobustnessReport:
         checkpoint: the evaluated checkpoint.
         dataset: the test set.
         config: the run's configuration (hyperparameters); stored in ``report.json``.
+        provenance: which weights, which test images, the images each metric counted and
+            every evaluator's settings (:mod:`lit_robust.evaluation.provenance`).
+        num_classes: classes of the task; adds the check ``sanity/clean_above_chance``
+            (clean accuracy above 1/num_classes, which an untrained or broken model fails).
     """
 
     def __init__(
@@ -104,10 +125,22 @@ class RobustnessReport:
         checkpoint: str | None = None,
         dataset: str | None = None,
         config: Mapping[str, Any] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        num_classes: int | None = None,
     ) -> None:
         self.metrics = {key: float(value) for key, value in metrics.items()}
         if "sanity/robust_le_clean" not in self.metrics:
             self.metrics.update(check_metrics(self.metrics, strict=False))
+        if num_classes and "clean_acc" in self.metrics:
+            above = self.metrics["clean_acc"] > 1.0 / num_classes
+            self.metrics["sanity/clean_above_chance"] = float(above)
+            if not above:
+                message = (f"clean accuracy {self.metrics['clean_acc']:.4f} is at or below "
+                           f"chance (1/{num_classes}): the evaluated model is untrained, "
+                           "broken or the wrong one")
+                _log.error(message)
+                warnings.warn(message, SanityCheckWarning, stacklevel=2)
+        self.provenance = dict(provenance or {})
         self.metadata = {
             "method": method,
             "checkpoint": checkpoint,
@@ -137,6 +170,7 @@ class RobustnessReport:
         """The JSON document: metadata, config, metrics (non-finite values as null), groups."""
         return {
             "metadata": self.metadata,
+            "provenance": self.provenance,
             "config": self.config,
             "metrics": {key: _json_value(value) for key, value in self.metrics.items()},
             "groups": metric_groups(self.metrics),
@@ -147,8 +181,21 @@ class RobustnessReport:
         lines = ["# Robustness report", "", "| | |", "|---|---|"]
         lines += [f"| {key} | {value if value is not None else '–'} |"
                   for key, value in self.metadata.items()]
-        lines += ["", "| group | metric | value |", "|---|---|---|"]
-        lines += [f"| {group} | `{key}` | {value} |" for group, key, value in self.rows()]
+        weights, data = self.provenance.get("weights"), self.provenance.get("test_data")
+        if weights:
+            lines.append(f"| weights | {weights.get('source')}: {weights.get('path') or '–'} "
+                         f"(epoch {weights.get('epoch')}, step {weights.get('step')}) |")
+        if data:
+            lines.append(f"| test images | {data.get('test_images')} of {data.get('dataset')} "
+                         f"({data.get('subset_rule')}) in {data.get('folder')} |")
+        counted = self.provenance.get("images_per_metric", {})
+        lines += ["", "| group | metric | value | images |", "|---|---|---|---|"]
+        lines += [f"| {group} | `{key}` | {value} | {counted.get(key, '–')} |"
+                  for group, key, value in self.rows()]
+        if self.provenance.get("evaluators"):
+            lines += ["", "Evaluators:", ""]
+            lines += [f"- `{json.dumps(settings, default=str)}`"
+                      for settings in self.provenance["evaluators"]]
         if self.failed_checks:
             lines += ["", f"**Sanity checks failed: {', '.join(self.failed_checks)}. These "
                       "robustness numbers cannot be trusted.**"]
@@ -248,7 +295,7 @@ def finish_evaluation(
         evaluators: the test-time evaluators, already updated on every test batch.
         report_dir: where the report goes; ``None`` uses ``module.report_dir``, else
             the first logger's ``log_dir``; with neither, no report file is written.
-        strict: raise when the cross-evaluator check (robust ≤ clean) fails.
+        strict: raise when a cross-evaluator check (robust ≤ clean, ε = 0 matches clean) fails.
 
     Returns:
         The merged metrics, including sanity results.
@@ -265,6 +312,7 @@ def finish_evaluation(
     metrics: dict[str, float] = {}
     figures: dict[str, Any] = {}
     errors: list[SanityCheckError] = []
+    counted: dict[str, int | None] = {}
     for evaluator in evaluators:
         try:
             results = evaluator.compute()
@@ -278,6 +326,7 @@ def finish_evaluation(
                 "evaluator already reports; give one of them a distinct name=... argument"
             )
         metrics.update({key: float(value) for key, value in results.items()})
+        counted.update(dict.fromkeys(results, images_counted(evaluator)))
         figures.update(evaluator.figures())
         evaluator.reset()
     trainer = module.trainer
@@ -288,6 +337,13 @@ def finish_evaluation(
         checkpoint=trainer.ckpt_path or module.hparams.get("pretrained"),
         dataset=type(datamodule).__name__ if datamodule is not None else None,
         config=dict(module.hparams),
+        provenance={
+            "weights": evaluated_weights(module),
+            "test_data": test_data(module),
+            "images_per_metric": counted,
+            "evaluators": [evaluator_settings(evaluator) for evaluator in evaluators],
+        },
+        num_classes=module.hparams.get("num_classes"),
     )
     module.log_dict({f"test/{key}": value for key, value in report.metrics.items()},
                     sync_dist=True)
@@ -298,9 +354,11 @@ def finish_evaluation(
         report.write(directory)
     if errors:
         raise errors[0]
-    if strict and "sanity/robust_le_clean" in report.failed_checks:
+    failed = [_METRIC_CHECK_MESSAGES[check] for check in METRIC_CHECKS
+              if f"sanity/{check}" in report.failed_checks]
+    if strict and failed:
         raise SanityCheckError(
-            "robust accuracy exceeds clean accuracy: "
+            f"{' and '.join(failed)}: "
             + ", ".join(f"{k}={v:.4f}" for k, v in report.metrics.items()
                         if k.startswith("robust_acc/") or k == "clean_acc"),
             report.metrics,

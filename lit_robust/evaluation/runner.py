@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from lit_robust.evaluation.base import Evaluator
+from lit_robust.evaluation.base import Evaluator, set_dataset_size
 from lit_robust.models.modes import eval_mode
 
 
@@ -78,7 +78,9 @@ def evaluate(
     """Evaluate ``model`` on every batch of ``loader`` with each evaluator.
 
     The model is moved to ``device`` and kept in eval mode (its previous modes are restored
-    afterwards); the evaluators are reset first, so a repeated call starts from zero.
+    afterwards); the evaluators are reset first, so a repeated call starts from zero. When
+    ``loader`` has a ``dataset`` with a length, the evaluators learn the test-set size and,
+    under DDP, skip the copies a ``DistributedSampler`` pads the last shard with.
 
     Args:
         model: classifier over [0, 1] pixel-space images (normalization inside).
@@ -108,6 +110,7 @@ def evaluate(
     for evaluator in evaluators:
         evaluator.reset()
         evaluator.to(device)
+    set_dataset_size(evaluators, loader)
     with attack_mode(model):
         for batch in loader:
             x, y = _split_batch(batch)

@@ -6,8 +6,18 @@ Two layers:
   that starts at 0 and checks that ε = 0 reproduces clean accuracy exactly, that every
   perturbation stays inside its ε-ball and the [0, 1] image box, that accuracy does not grow
   with ε, and that no attacked accuracy exceeds clean accuracy.
-- :func:`check_metrics` checks a merged ``{metric: value}`` dict across evaluators: every
-  ``robust_acc/...`` is at most ``clean_acc``. The robustness report runs it.
+- :func:`check_metrics` checks a merged ``{metric: value}`` dict across evaluators. The
+  robustness report runs it. ``robust_le_clean``: every ``robust_acc/...`` is at most
+  ``clean_acc``. The built-in evaluators count an image as robust only when it is also
+  classified correctly clean, so they cannot fail it; it guards third-party evaluators.
+  ``eps0_robust_matches_clean``: every robust accuracy at ε = 0 (a name whose budget part is
+  ``eps0``, e.g. ``robust_acc/pgd10_linf_eps0`` or ``robust_acc/<name>/eps0`` of a PGD sweep)
+  equals ``clean_acc`` exactly. It fails when the evaluators saw different images (e.g. one of
+  them counts DDP padding twice), a different model or BN mode, or an attack that moves inputs
+  with a zero budget.
+
+The checks of :class:`SanityChecks` compare its own sweep's plain accuracy on x_adv (not
+gated by clean correctness) with clean accuracy, so each of them can fail.
 
 Checks are reported as ``<name>/<check>`` (``sanity/eps0_matches_clean``, ...) with 1.0 for
 pass and 0.0 for fail; the sweep's accuracies as ``eps_sweep/<name>/eps<ε>``. With
@@ -23,6 +33,7 @@ with ``pyautoattack``.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 
@@ -43,6 +54,11 @@ AttackFn = Callable[[nn.Module, Tensor, Tensor, float], Tensor]
 
 CHECKS = ("eps0_matches_clean", "within_budget", "monotone_in_eps", "sweep_le_clean")
 """The checks of :class:`SanityChecks`, reported as ``<name>/<check>``."""
+
+METRIC_CHECKS = ("robust_le_clean", "eps0_robust_matches_clean")
+"""The checks of :func:`check_metrics`, reported as ``sanity/<check>``."""
+
+_ZERO_BUDGET = re.compile(r"(^|[_/])eps0($|/)")
 
 _DEFAULT_EPS = {"linf": (0.0, 2 / 255, 4 / 255, 8 / 255), "l2": (0.0, 0.125, 0.25, 0.5)}
 # Slack for float rounding when checking ‖x_adv − x‖ ≤ ε and x_adv ∈ [0, 1].
@@ -91,32 +107,46 @@ def report_failures(
 def check_metrics(
     metrics: Mapping[str, float], strict: bool = True, tolerance: float = 0.0
 ) -> dict[str, float]:
-    """Check merged metrics of several evaluators: robust accuracy never exceeds clean.
+    """Check merged metrics of several evaluators against clean accuracy.
+
+    ``robust_le_clean``: no robust accuracy exceeds clean accuracy (the built-in evaluators
+    cannot fail it, see the module docstring). ``eps0_robust_matches_clean``: every robust
+    accuracy at ε = 0 equals clean accuracy; reported only when such a metric exists.
 
     Args:
         metrics: merged ``{name: value}`` with ``clean_acc`` and ``robust_acc/...`` entries.
         strict: raise on failure instead of logging and warning.
-        tolerance: allowed excess of a robust accuracy over clean accuracy.
+        tolerance: allowed excess of a robust accuracy over clean accuracy (the ε = 0 check
+            is exact up to float rounding).
 
     Returns:
-        ``{"sanity/robust_le_clean": 1.0 or 0.0}``, or ``{}`` when the dict has no clean and
-        robust accuracies to compare.
+        ``{"sanity/<check>": 1.0 or 0.0}``, or ``{}`` when the dict has no clean and robust
+        accuracies to compare.
 
     Raises:
-        SanityCheckError: when ``strict`` and the check failed.
+        SanityCheckError: when ``strict`` and a check failed.
     """
     robust = {k: v for k, v in metrics.items() if k.startswith("robust_acc/")}
     if "clean_acc" not in metrics or not robust:
         return {}
     clean = metrics["clean_acc"]
-    failures = [
+    above = [
         f"{key} = {value:.4f} exceeds clean_acc = {clean:.4f}: attack and clean evaluation saw "
         "different data or models, or the attack is broken"
         for key, value in robust.items()
         if value > clean + tolerance
     ]
-    results = {"sanity/robust_le_clean": 0.0 if failures else 1.0}
-    report_failures(failures, strict, results)
+    results = {"sanity/robust_le_clean": 0.0 if above else 1.0}
+    at_zero = {k: v for k, v in robust.items() if _ZERO_BUDGET.search(k.removeprefix("robust_acc"))}
+    differ = [
+        f"{key} = {value:.4f} differs from clean_acc = {clean:.4f} at eps = 0: the evaluators saw "
+        "different images or models, or the attack moves inputs with a zero budget"
+        for key, value in at_zero.items()
+        if abs(value - clean) > 1e-9
+    ]
+    if at_zero:
+        results["sanity/eps0_robust_matches_clean"] = 0.0 if differ else 1.0
+    report_failures(above + differ, strict, results)
     return results
 
 
@@ -190,6 +220,9 @@ class SanityChecks(Evaluator):
                    restarts=self.restarts)
 
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
+        x, y = self.real_images(x, y)
+        if y.numel() == 0:
+            return
         with attack_mode(model):
             with torch.no_grad():
                 self.clean_correct += (model(x).argmax(dim=1) == y).sum()

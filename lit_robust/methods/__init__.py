@@ -2,9 +2,20 @@
 
 from lit_robust.methods.adversarial import AdversarialTraining
 from lit_robust.methods.base import RobustClassifier
+from lit_robust.methods.cartl import CARTLSource, LwFTransfer, NEFTTransfer, VanillaTransfer
+from lit_robust.methods.last_layer import LastLayerFineTuning
 from lit_robust.methods.rift import RiFT
+from lit_robust.methods.simclr import SimCLR
+from lit_robust.methods.smoothing_training import (
+    ConsistencyRegularization,
+    GaussianAugmentation,
+)
 from lit_robust.methods.standard import StandardTraining
 from lit_robust.methods.trades import TRADES
 from lit_robust.methods.twins import TWINS
 
-__all__ = ["AdversarialTraining", "RiFT", "RobustClassifier", "StandardTraining", "TRADES", "TWINS"]
+__all__ = [
+    "AdversarialTraining", "CARTLSource", "ConsistencyRegularization", "GaussianAugmentation",
+    "LastLayerFineTuning", "LwFTransfer", "NEFTTransfer", "RiFT", "RobustClassifier", "SimCLR",
+    "StandardTraining", "TRADES", "TWINS", "VanillaTransfer",
+]

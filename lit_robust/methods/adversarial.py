@@ -29,7 +29,7 @@ class AdversarialTraining(RobustClassifier):
         attack: PGDAttack | None = None,
         attack_in_eval_mode: bool = True,
         **kwargs: Any,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         super().__init__(**kwargs)
         self.attack = attack if attack is not None else PGDAttack()
         if self.val_attack is None:

@@ -21,7 +21,9 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_robust.attacks import PGDAttack
+from lit_robust.errors import NonFiniteLossError
 from lit_robust.evaluation import CleanAccuracy, Evaluator, PGDEvaluator, finish_evaluation
+from lit_robust.evaluation.base import set_dataset_size
 from lit_robust.methods.optim import OptimizerName, ScheduleName, build_optimizer, schedule_factor
 from lit_robust.models.checkpoint import load_weights
 from lit_robust.models.modes import eval_mode
@@ -89,7 +91,7 @@ class RobustClassifier(LightningModule):
         evaluators: Sequence[Evaluator] | None = None,
         channels_last: bool = False,
         report_dir: str | None = None,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         super().__init__()
         if lr <= 0 or weight_decay < 0 or gamma <= 0 or warmup_epochs < 0:
             raise ValueError(
@@ -113,6 +115,7 @@ class RobustClassifier(LightningModule):
         self.model: nn.Module | None = None
         self.evaluators = nn.ModuleList()
         self.test_results: dict[str, float] = {}
+        self.restored_from: dict[str, int | None] | None = None
 
     # ------------------------------------------------------------------ model building
     def _resolve(self, key: str) -> Any:
@@ -243,11 +246,17 @@ class RobustClassifier(LightningModule):
             check_pixel_range(x)
         x_adv = self.make_adversarial(x, y)
         loss, logits = self.training_loss(x, x_adv, y)
+        check_finite_loss(loss, self.current_epoch, self.global_step, batch_idx)
         self.train_loss(loss.detach())
         self.train_metrics(logits.detach(), y)
         self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Remember which training state the restored weights are from (for the report)."""
+        self.restored_from = {"epoch": checkpoint.get("epoch"),
+                              "step": checkpoint.get("global_step")}
 
     def on_train_epoch_start(self) -> None:
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False,
@@ -264,7 +273,9 @@ class RobustClassifier(LightningModule):
             if self.val_attack is not None and (limit is None or batch_idx < limit):
                 with torch.enable_grad():
                     x_adv = self.val_attack(self.model, x, y)
-                self.val_robust_acc(self.model(x_adv), y)
+                # Robust means correct on x and on x_adv, as the test evaluators count it.
+                clean_pred, adv_pred = logits.argmax(dim=1), self.model(x_adv).argmax(dim=1)
+                self.val_robust_acc(torch.where(clean_pred == y, adv_pred, clean_pred), y)
                 self.log("val/robust_acc", self.val_robust_acc, prog_bar=True)
 
     # ------------------------------------------------------------------ predict
@@ -282,8 +293,30 @@ class RobustClassifier(LightningModule):
             for evaluator in self.evaluators:
                 evaluator.update(self.model, x, y)
 
+    def on_test_epoch_start(self) -> None:
+        """Restart the evaluators and tell them the test-set size (DDP padding is dropped)."""
+        for evaluator in self.evaluators:
+            evaluator.reset()
+        set_dataset_size(self.evaluators, self.trainer.test_dataloaders)
+
     def on_test_epoch_end(self) -> None:
         self.test_results = finish_evaluation(self, list(self.evaluators))
+
+
+def check_finite_loss(loss: Tensor, epoch: int, step: int, batch_idx: int) -> None:
+    """Stop training at the first NaN or infinite loss, saying where and what to try.
+
+    Raises:
+        NonFiniteLossError: when ``loss`` is not finite.
+    """
+    if bool(torch.isfinite(loss.detach()).all()):
+        return
+    raise NonFiniteLossError(
+        f"the training loss is {loss.detach().float().cpu().tolist()} at epoch {epoch}, step "
+        f"{step} (batch {batch_idx} of the epoch); training stopped. Try a lower model.lr (or "
+        "a longer model.warmup_epochs), trainer.precision 32-true instead of 16-mixed, "
+        "trainer.gradient_clip_val 1.0, and check the data for NaN or extreme values"
+    )
 
 
 def check_pixel_range(x: Tensor) -> None:

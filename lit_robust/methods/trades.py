@@ -18,15 +18,21 @@ class TRADES(AdversarialTraining):
 
     Args:
         beta: weight of the robustness term (6 in the paper).
-        attack: the training attack; its ``loss`` is ``kl`` by default (the paper) and may be
-            set to ``ce`` (as TWINS' code does).
+        attack: the training attack. Default: PGD-10, L∞ 8/255, step 2/255, maximizing
+            ``loss="kl"`` from the start x + 0.001·N(0, I) (``start="normal"``), as the paper's
+            official code; ``loss: ce`` is what TWINS' code used, and ``start: ball`` starts
+            uniformly in the ε-ball instead.
         **kwargs: the arguments of :class:`AdversarialTraining`.
     """
 
-    def __init__(self, beta: float = 6.0, attack: PGDAttack | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, beta: float = 6.0, attack: PGDAttack | None = None, **kwargs: Any
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
-        super().__init__(attack=attack if attack is not None else PGDAttack(loss="kl"), **kwargs)
+        if attack is None:
+            attack = PGDAttack(loss="kl", start="normal")
+        super().__init__(attack=attack, **kwargs)
         if kwargs.get("val_attack") is None:
             self.val_attack = PGDAttack(
                 eps=self.attack.eps, step_size=self.attack.step_size, steps=self.attack.steps,

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lit_robust.attacks import PGDAttack
@@ -119,7 +120,19 @@ class TWINS(RobustClassifier):
             )
 
     def transform_model(self, model: NormalizedClassifier) -> nn.Module:
-        """Turn every BatchNorm into frozen and adaptive wings (after the weights are loaded)."""
+        """Turn every BatchNorm into frozen and adaptive wings (after the weights are loaded).
+
+        Without ``pretrained`` (and no checkpoint being restored) it warns: the frozen wing
+        then holds a fresh BatchNorm's statistics (mean 0, variance 1), not a pre-training's.
+        """
+        restoring = self._trainer is not None and self._trainer.ckpt_path is not None
+        if self.hparams.pretrained is None and not restoring:
+            rank_zero_warn(
+                "TWINS without model.pretrained: the frozen wing keeps the default BatchNorm "
+                "statistics (mean 0, variance 1) instead of a pre-trained model's, so TWINS "
+                "degenerates; set model.pretrained to the checkpoint you fine-tune",
+                category=UserWarning,
+            )
         return convert_to_dual_bn(model)
 
     def make_adversarial(self, x: Tensor, y: Tensor) -> Tensor:

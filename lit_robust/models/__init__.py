@@ -1,5 +1,13 @@
 """Backbones, input normalization, checkpoint loading and model surgery."""
 
+from lit_robust.models.blocks import (
+    BlockLayout,
+    block_count,
+    forward_from,
+    forward_until,
+    freeze_all_but_last,
+    register_block_layout,
+)
 from lit_robust.models.checkpoint import (
     CheckpointMismatchError,
     load_state_dict_file,
@@ -17,6 +25,12 @@ from lit_robust.models.dual_bn import (
 from lit_robust.models.modes import eval_mode, mode
 from lit_robust.models.normalize import Normalize, NormalizedClassifier
 from lit_robust.models.preact_resnet import PreActResNet, preact_resnet18
+from lit_robust.models.spectral import (
+    SpectralScaling,
+    apply_neft,
+    fold_spectral_scaling,
+    power_iteration_step,
+)
 from lit_robust.models.surgery import (
     freeze,
     get_head,
@@ -35,6 +49,9 @@ from lit_robust.models.zoo import (
 )
 
 __all__ = [
+    "BlockLayout", "SpectralScaling", "apply_neft", "block_count",
+    "fold_spectral_scaling", "forward_from", "forward_until", "freeze_all_but_last",
+    "power_iteration_step", "register_block_layout",
     "CheckpointMismatchError", "CifarResNet", "DualBatchNorm2d", "convert_to_dual_bn",
     "dual_batchnorms", "eval_mode", "export_adaptive", "mode", "set_wing", "use_wing",
     "Normalize", "NormalizedClassifier",

@@ -11,7 +11,12 @@ Understood formats (all read with ``torch.load(..., weights_only=True)``):
   entry with ``module.model.*`` weights next to ``module.normalizer.*`` and an attacker copy
   ``module.attacker.model.*`` (only ``module.model.*`` is used);
 - any of these saved from ``DataParallel``/DDP (a ``module.`` prefix on every key), or nested
-  under ``model``/``state_dict`` next to training state (epoch, optimizer, ...).
+  under ``model``/``state_dict`` next to training state (epoch, optimizer, ...);
+- torchvision and timm weights: their plain state dicts (``.pth``, or ``.safetensors`` as
+  timm's pre-trained weights come; a timm training checkpoint holds an ``argparse.Namespace``
+  that ``weights_only`` loading refuses: save its ``state_dict`` entry on its own);
+- a TWINS checkpoint: dual BatchNorm layers load as their adaptive wing, and RobustBench's
+  CIFAR WideResNet / PreAct ResNet state dicts (see :mod:`lit_robust.models.key_maps`).
 
 Normalization buffers are dropped: the result is the backbone's state dict, and the
 normalization to use is a property of the model's configuration.
@@ -28,7 +33,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lit_robust.models.key_maps import plain_network_state
 from lit_robust.models.normalize import NormalizedClassifier
+from lit_robust.models.spectral import fold_spectral_state_dict, restore_branch_averaging
 from lit_robust.models.surgery import get_head
 
 UNDERSTOOD_FORMATS = (
@@ -37,10 +44,24 @@ UNDERSTOOD_FORMATS = (
     "the robustness / robust-models-transfer format ('model' or 'state_dict' with "
     "'module.model.*', 'module.normalizer.*', 'module.attacker.*')",
     "a dict holding one of these under 'model' or 'state_dict' next to training state",
+    "a .safetensors file of weights (timm's pre-trained weights)",
 )
 
 _WRAPPER_KEYS = ("state_dict", "model")
 _ROBUSTNESS_PREFIXES = ("model.", "normalizer.", "attacker.")
+
+
+class CheckpointReadError(ValueError):
+    """A checkpoint file exists but cannot be read (truncated, corrupt, not a checkpoint)."""
+
+
+def read_error(path: str, error: BaseException) -> CheckpointReadError:
+    """The error for a checkpoint file ``torch.load`` could not read, naming the file."""
+    return CheckpointReadError(
+        f"cannot read the checkpoint file {path}: it is truncated or corrupt, or not a PyTorch "
+        f"checkpoint (an interrupted download, copy or save leaves such a file; fetch or save "
+        f"it again). {type(error).__name__}: {error}"
+    )
 
 
 class CheckpointMismatchError(ValueError):
@@ -80,15 +101,24 @@ def load_state_dict_file(
 
     Raises:
         FileNotFoundError: when ``path`` does not exist.
+        CheckpointReadError: when the file is truncated, corrupt or not a checkpoint.
         ValueError: when the file holds anything other than the understood formats, or
             objects that ``weights_only`` loading refuses.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return _backbone_state(load_file(path, device=str(map_location)), path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError) as error:
+        raise read_error(path, error) from error
     except pickle.UnpicklingError as error:
+        if "unsupported global" not in str(error).lower():
+            raise read_error(path, error) from error
         raise ValueError(
             f"{path} holds objects that torch.load(weights_only=True) refuses to unpickle; "
             f"save the weights as a state dict (or allow the classes named below with "
@@ -117,13 +147,17 @@ def load_weights(
         ValueError: for an unknown file format.
         CheckpointMismatchError: listing missing, unexpected and shape-mismatched keys.
         TypeError: when given a ``NormalizedClassifier`` instead of its backbone.
+
+    A checkpoint of CARTL's non-expansive fine-tuning loads as plain weights: its spectral
+    parametrizations are folded into β·W/σ(W) and the blocks that held them average their
+    residual branches, as they did during fine-tuning.
     """
     if isinstance(net, NormalizedClassifier):
         raise TypeError(
             "load_weights fills a backbone; pass the classifier's .net (its normalization is "
             "configured, not loaded)"
         )
-    state = load_state_dict_file(path)
+    state, spectrally_scaled = fold_spectral_state_dict(load_state_dict_file(path))
     expected = net.state_dict()
     head_name = get_head(net)[0] if skip_head else None
 
@@ -150,6 +184,8 @@ def load_weights(
             stacklevel=2,
         )
     net.load_state_dict(state, strict=False)
+    if spectrally_scaled:
+        restore_branch_averaging(net, spectrally_scaled)
 
 
 def _head_name_or_none(net: nn.Module) -> str | None:
@@ -224,7 +260,7 @@ def _backbone_state(obj: Any, path: str) -> dict[str, Tensor]:
             )
     if "normalize.mean" in state and _all_start_with(state, ("net.", "normalize.")):
         state = _keep_prefix(state, "net.")
-    return state
+    return plain_network_state(state)
 
 
 def _all_start_with(state: Mapping[str, Tensor], prefixes: tuple[str, ...]) -> bool:

@@ -20,8 +20,21 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
     )
 
 
+def _add(residual: Tensor, shortcut: Tensor, average: bool) -> Tensor:
+    """``residual + shortcut``, or ``½·residual + ½·shortcut`` when ``average``."""
+    if average:
+        return 0.5 * residual + 0.5 * shortcut
+    return residual + shortcut
+
+
 class BasicBlock(nn.Module):
-    """Two 3×3 conv-BN layers with an identity (or 1×1 conv-BN) shortcut."""
+    """Two 3×3 conv-BN layers with an identity (or 1×1 conv-BN) shortcut.
+
+    Attributes:
+        average_branches: when ``True`` the block adds ½·residual + ½·shortcut instead of their
+            sum (CARTL's non-expansive fine-tuning sets it on the fine-tuned blocks).
+            ``False`` by default.
+    """
 
     expansion = 1
 
@@ -32,15 +45,20 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = _shortcut(in_planes, planes, stride)
+        self.average_branches = False
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return F.relu(_add(out, self.shortcut(x), self.average_branches))
 
 
 class Bottleneck(nn.Module):
-    """1×1 reduce, 3×3, 1×1 expand (×4) conv-BN layers with a projection shortcut."""
+    """1×1 reduce, 3×3, 1×1 expand (×4) conv-BN layers with a projection shortcut.
+
+    Attributes:
+        average_branches: as for :class:`BasicBlock`.
+    """
 
     expansion = 4
 
@@ -53,12 +71,13 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.shortcut = _shortcut(in_planes, planes * self.expansion, stride)
+        self.average_branches = False
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return F.relu(out + self.shortcut(x))
+        return F.relu(_add(out, self.shortcut(x), self.average_branches))
 
 
 class CifarResNet(nn.Module):

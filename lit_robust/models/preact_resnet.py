@@ -13,7 +13,13 @@ from torch import Tensor, nn
 
 
 class PreActBlock(nn.Module):
-    """BN-ReLU-conv ×2; the projection shortcut (if any) reads the pre-activated input."""
+    """BN-ReLU-conv ×2; the projection shortcut (if any) reads the pre-activated input.
+
+    Attributes:
+        average_branches: when ``True`` the block returns ½·residual + ½·shortcut instead of
+            their sum (CARTL's non-expansive fine-tuning sets it on the fine-tuned blocks).
+            ``False`` by default.
+    """
 
     expansion = 1
 
@@ -28,12 +34,15 @@ class PreActBlock(nn.Module):
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False)
             )
+        self.average_branches = False
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(x))
         shortcut = x if self.shortcut is None else self.shortcut(out)
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))
+        if self.average_branches:
+            return 0.5 * out + 0.5 * shortcut
         return out + shortcut
 
 

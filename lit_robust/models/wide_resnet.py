@@ -179,3 +179,13 @@ def wrn_28_4(num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3) 
 def wrn_34_10(num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3) -> WideResNet:
     """WRN-34-10 (n = 5 blocks per stage, 17 CARTL blocks)."""
     return WideResNet(34, 10, num_classes, dropout, in_channels)
+
+
+def wrn_28_10(num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3) -> WideResNet:
+    """WRN-28-10 (n = 4 blocks per stage), e.g. RobustBench's CIFAR WideResNet default."""
+    return WideResNet(28, 10, num_classes, dropout, in_channels)
+
+
+def wrn_70_16(num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3) -> WideResNet:
+    """WRN-70-16 (n = 11 blocks per stage)."""
+    return WideResNet(70, 16, num_classes, dropout, in_channels)

@@ -17,7 +17,7 @@ from lit_robust.models.cifar_resnet import resnet18, resnet34, resnet50
 from lit_robust.models.normalize import NormalizedClassifier
 from lit_robust.models.preact_resnet import preact_resnet18
 from lit_robust.models.tiny import TinyCNN
-from lit_robust.models.wide_resnet import wrn_28_4, wrn_34_10
+from lit_robust.models.wide_resnet import WideResNet, wrn_28_4, wrn_28_10, wrn_34_10, wrn_70_16
 
 BackboneFactory = Callable[..., nn.Module]
 
@@ -105,6 +105,9 @@ register_backbone("resnet50")(resnet50)
 register_backbone("preact_resnet18")(preact_resnet18)
 register_backbone("wrn_28_4")(wrn_28_4)
 register_backbone("wrn_34_10")(wrn_34_10)
+register_backbone("wrn_28_10")(wrn_28_10)
+register_backbone("wrn_70_16")(wrn_70_16)
+register_backbone("wide_resnet")(WideResNet)  # any depth / widen_factor
 
 
 @register_backbone("tv_resnet50")

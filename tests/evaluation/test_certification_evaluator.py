@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 from torchvision.io import read_image
 
-from lit_robust.evaluation import certify_evaluator
+from lit_robust.evaluation import base as evaluator_base
 from lit_robust.evaluation.certify_evaluator import SmoothingCertification
 from lit_robust.models.tiny import TinyCNN
 from tests.evaluation.toy_models import ConstantClassifier
@@ -96,7 +96,7 @@ def test_result_does_not_depend_on_batching() -> None:
 
 def test_rank_offsets_give_the_global_subset(monkeypatch: pytest.MonkeyPatch) -> None:
     # Rank 1 of 2 sees global indices 1, 3, 5, ... (DistributedSampler without shuffling).
-    monkeypatch.setattr(certify_evaluator, "rank_and_world_size", lambda: (1, 2))
+    monkeypatch.setattr(evaluator_base, "rank_and_world_size", lambda: (1, 2))
     evaluator = SmoothingCertification(n0=5, n=20, skip=3, max_images=4)
     _feed(evaluator, ConstantClassifier(2, 0), torch.rand(8, 1, 2, 2), torch.zeros(8).long(), 3)
     evaluator.compute()

@@ -50,7 +50,6 @@ def test_cli_test_on_checkpoint_writes_every_metric(tmp_path: Path, monkeypatch)
     ]
     missing = [name for name in expected if name not in metrics]
     assert not missing, f"report lacks {missing}; has {sorted(metrics)}"
-    assert metrics["robust_acc/autoattack_apgd-ce+apgd-t_linf_eps0.03137"] <= metrics["clean_acc"]
     assert all(metrics[k] == 1.0 for k in metrics if k.startswith("sanity/"))
     markdown = (tmp_path / "reports" / "report.md").read_text()
     assert "clean_acc" in markdown and "corruption_acc/mean" in markdown

@@ -8,6 +8,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from lit_robust.evaluation import base as evaluator_base
 from lit_robust.evaluation import corruption_evaluator
 from lit_robust.evaluation.corruption_evaluator import CorruptionRobustness
 from lit_robust.evaluation.corruptions import CORRUPTIONS
@@ -80,6 +81,7 @@ def test_max_images_keeps_the_first_images_across_batches_and_ranks(
     assert evaluator.total.tolist() == [[5]]
     # rank 1 of 2 sees test images 1, 3, 5, ...: only 1 and 3 are among the first 5
     monkeypatch.setattr(corruption_evaluator, "rank_and_world_size", lambda: (1, 2))
+    monkeypatch.setattr(evaluator_base, "rank_and_world_size", lambda: (1, 2))
     evaluator.reset()
     for _ in range(3):
         evaluator.update(Brightness(2.0), torch.rand(2, 3, 8, 8), torch.zeros(2).long())

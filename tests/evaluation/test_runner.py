@@ -29,7 +29,6 @@ def test_evaluate_merges_every_evaluator_and_restores_train_mode() -> None:
                                                                         steps=1)]
     results = evaluate(model, loader, evaluators)
     assert results["clean_acc"] == pytest.approx(float(expected))
-    assert results["robust_acc/pgd1_linf_eps0.03137"] <= results["clean_acc"]
     assert results["eps_sweep/sanity/eps0"] == results["clean_acc"]
     assert results["sanity/within_budget"] == 1.0
     assert model.training and all(m.training for m in model.modules())

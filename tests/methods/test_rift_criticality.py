@@ -67,10 +67,12 @@ def test_mrc_is_nonnegative_and_every_weight_is_restored_bit_for_bit() -> None:
     assert [r.module for r in rows] == ["layer1.conv", "layer2.conv", "layer3.conv",
                                         "layer4.conv", "linear"]
     for row in rows:
-        assert row.mrc >= 0
         assert row.mrc == pytest.approx(row.loss_after - row.loss_before)
-        assert 0 <= row.worst_epoch <= 3
-        assert 0 <= row.robust_acc_after <= 1
+        assert row.worst_epoch in (0, 1, 2, 3)
+        if row.worst_epoch == 0:  # no pass raised the loss: the unperturbed values stand
+            assert (row.mrc, row.robust_acc_after) == (0.0, row.robust_acc_before)
+        else:
+            assert row.mrc > 0
     assert any(row.mrc > 0 for row in rows)  # the ascent does raise the loss
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -178,7 +180,7 @@ def test_projection_every_step_and_unknown_modules() -> None:
     x, y = _data(16, 8)
     rows = module_robust_criticality(model, x, y, modules=["linear"], epochs=2, batch_size=4,
                                      project_every_step=True, lr=100.0)
-    assert [r.module for r in rows] == ["linear"] and rows[0].mrc >= 0
+    assert [r.module for r in rows] == ["linear"] and rows[0].mrc > 0
     with pytest.raises(ValueError, match="unknown module 'layer9.conv'.*layer1.conv"):
         module_robust_criticality(model, x, y, modules=["layer9.conv"])
     with pytest.raises(ValueError, match="epsilon > 0"):

@@ -83,7 +83,7 @@ def test_only_the_least_critical_module_trains_and_frozen_bn_statistics_stay(tmp
     model, snapshots = _rift(), Snapshots()
     _trainer(tmp_path, [snapshots]).fit(model, RandomImages())
     table = model.mrc_table
-    assert table is not None and len(table) == 5 and all(r.mrc >= 0 for r in table)
+    assert table is not None and len(table) == 5 and any(r.mrc > 0 for r in table)
     chosen = rank_modules(table, 1)
     assert model.finetuned_modules == chosen
     trained = {f"net.{chosen[0]}.weight"} | (
@@ -221,10 +221,9 @@ def test_cli_fit_and_test_with_fast_dev_run(tmp_path, monkeypatch) -> None:
     assert {"clean_acc", "robust_acc/pgd1_linf_eps0.03137"} <= set(model.test_results)
     assert not (tmp_path / "checkpoints" / "rift_mrc_cache.json").exists()  # no cache written
     last = tmp_path / "checkpoints" / "last.ckpt"  # Lightning saves it even in fast_dev_run
-    if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
-        for key, value in model.model.state_dict().items():
-            assert torch.equal(state[f"model.{key}"], value), key
+    state = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+    for key, value in model.model.state_dict().items():
+        assert torch.equal(state[f"model.{key}"], value), key
 
 
 def test_cli_test_of_the_final_checkpoint_sees_the_interpolated_model(tmp_path,

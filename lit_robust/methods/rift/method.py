@@ -156,7 +156,8 @@ class RiFT(RobustClassifier):
     # ------------------------------------------------------------------ step 1: MRC search
     def on_fit_start(self) -> None:
         self._held_out_loader()  # fail early without a validation split
-        if self.finetuned_modules is None:  # not restored from a checkpoint
+        restored = self.finetuned_modules is not None
+        if not restored:
             self.mrc_table = self._criticality_table() if self._needs_search() else None
             self.finetuned_modules = self._choose_modules()
             # every process fine-tunes what the first one chose
@@ -166,7 +167,8 @@ class RiFT(RobustClassifier):
         self._freeze()
         if self._base_state is None:
             self._base_state = {k: v.detach().clone() for k, v in self._mutable_state().items()}
-        self.trainer.strategy.setup_optimizers(self.trainer)  # only the unfrozen parameters
+        if not restored:  # a restored run's optimizer already holds only these parameters
+            self.trainer.strategy.setup_optimizers(self.trainer)
         self._log_search()
 
     def _needs_search(self) -> bool:
@@ -398,6 +400,9 @@ class RiFT(RobustClassifier):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the chosen modules, θ_AT and the sweep, and freeze the other parameters
+        before the optimizer is built, so that a resumed fit restores its optimizer state."""
+        super().on_load_checkpoint(checkpoint)
         record = checkpoint.get("rift")
         if record is None:
             return
@@ -407,3 +412,5 @@ class RiFT(RobustClassifier):
         self.alpha = record.get("alpha")
         self.sweep = record.get("sweep")
         self._base_state = dict(record.get("base_state") or {}) or None
+        if self.finetuned_modules is not None and self.model is not None:
+            self._freeze()

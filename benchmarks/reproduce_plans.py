@@ -1,0 +1,308 @@
+"""The runs of the reproduction suite (:mod:`reproduce`): per paper, the ``lit-robust`` calls
+of the shipped configs at each scale, the claims they test and the paper's numbers.
+
+A scale changes only sizes (images, epochs, attack steps and iterations, the α grid), never a
+method's hyperparameters; ``tests/benchmarks/test_reproduce.py`` checks that.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PAPERS = ("twins", "rift", "cartl", "study")
+SCALES = ("smoke", "cpu", "gpu")
+EPS, STEP = "0.031372549", "0.007843137"  # 8/255 and 2/255
+SHARED_MODEL = "cifar10_resnet18_fgsm_rs.pt"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ``lit-robust`` call; its report is ``<work>/<name>/report.json``."""
+
+    name: str
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A direction the paper reports: ``metric`` of run ``ours`` vs run ``baseline``.
+
+    ``expected`` is ``"up"`` (higher) or ``"kept"`` (not lower by more than
+    ``tolerance_points``); ``paper_delta`` is the paper's change in points, if it gives one.
+    """
+
+    text: str
+    metric: str
+    ours: str
+    baseline: str
+    expected: str
+    tolerance_points: float = 0.0
+    paper_delta: float | None = None
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The runs, metrics, claims and published numbers of one reproduction."""
+
+    title: str
+    setting: str
+    runs: list[Run]
+    metrics: list[str]
+    baseline: str
+    claims: list[Claim]
+    paper_setting: str
+    paper_values: dict[str, dict[str, float]]
+
+
+def _evaluators(pgd_steps: int, pgd_restarts: int, aa_iters: int, aa_targets: int,
+                corruption: dict | None = None) -> str:
+    evaluators = [
+        {"class_path": "lit_robust.evaluation.CleanAccuracy"},
+        {"class_path": "lit_robust.evaluation.PGDEvaluator",
+         "init_args": {"eps": float(EPS), "step_size": float(STEP), "steps": pgd_steps,
+                       "norm": "linf", "restarts": pgd_restarts}},
+        {"class_path": "lit_robust.evaluation.AutoAttackEvaluator",
+         "init_args": {"norm": "Linf", "eps": float(EPS), "version": "custom",
+                       "attacks_to_run": ["apgd-ce", "apgd-t"], "apgd_n_iter": aa_iters,
+                       "apgd_n_restarts": 1, "apgd_t_n_iter": aa_iters,
+                       "apgd_t_n_restarts": 1, "apgd_t_n_target_classes": aa_targets}},
+    ]
+    if corruption is not None:
+        evaluators.append({"class_path": "lit_robust.evaluation.CorruptionRobustness",
+                           "init_args": {"source": "generate", **corruption}})
+    return json.dumps(evaluators)
+
+
+def _common(work: Path, name: str, workers: int) -> list[str]:
+    return ["--trainer.logger.init_args.save_dir", str(work / name),
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--data.init_args.num_workers", str(workers)]
+
+
+# Sizes per scale. TWINS: GTSRB images per class (train / test; None = all), epochs, training
+# PGD steps, evaluation PGD steps, AutoAttack iterations and target classes.
+TWINS_SIZES = {
+    "smoke": dict(train=1, test=1, batch=43, epochs=1, steps=1, pgd=2, aa=2, targets=1, workers=0),
+    "cpu": dict(train=20, test=10, batch=64, epochs=4, steps=3, pgd=10, aa=20, targets=3,
+                workers=0),
+    "gpu": dict(train=None, test=None, batch=128, epochs=15, steps=10, pgd=10, aa=100, targets=3,
+                workers=8),
+}
+TWINS_RUNS = {"twins_at": "TWINS-AT", "twins_trades": "TWINS-TRADES", "at_ft": "AT fine-tuning",
+              "trades_ft": "TRADES fine-tuning"}
+
+
+def twins(scale: str, work: Path, models: Path) -> Paper:
+    """TWINS-AT / -TRADES vs AT / TRADES fine-tuning of the robust CIFAR-10 ResNet-18 on GTSRB."""
+    size = TWINS_SIZES[scale]
+    epochs = size["epochs"]
+    runs = []
+    for name in TWINS_RUNS:
+        args = ["fit", "--test_after_fit", "true",
+                "--config", str(REPO / f"configs/experiments/twins/gtsrb_from_cifar10_{name}.yaml"),
+                "--model.init_args.pretrained", str(models / SHARED_MODEL),
+                "--model.init_args.report_dir", str(work / name),
+                "--model.init_args.milestones", json.dumps([epochs / 2, epochs * 5 / 6]),
+                "--model.init_args.attack.init_args.steps", str(size["steps"]),
+                "--model.init_args.evaluators", _evaluators(size["pgd"], 1, size["aa"],
+                                                            size["targets"]),
+                "--data.init_args.batch_size", str(size["batch"]),
+                "--trainer.max_epochs", str(epochs), *_common(work, name, size["workers"])]
+        if size["train"] is not None:  # small scales: no validation split, test final weights
+            args += ["--data.init_args.samples_per_class", str(size["train"]),
+                     "--data.init_args.val_size", "0"]
+        if size["test"] is not None:
+            args += ["--data.init_args.test_samples_per_class", str(size["test"])]
+        runs.append(Run(name, tuple(args)))
+    claims = [Claim(f"{TWINS_RUNS[ours]} above {TWINS_RUNS[base]}: {metric}", metric, ours, base,
+                    "up")
+              for ours, base in (("twins_at", "at_ft"), ("twins_trades", "trades_ft"))
+              for metric in ("clean", "pgd10", "autoattack")]
+    return Paper(
+        title="TWINS (Liu et al., CVPR 2023)",
+        setting=("the robust CIFAR-10 ResNet-18 of ../shared/models fine-tuned on GTSRB with "
+                 "configs/experiments/twins/gtsrb_from_cifar10_*.yaml; L∞ 8/255"),
+        runs=runs, metrics=["clean=clean_acc", "pgd10=robust_acc/pgd*",
+                            "autoattack=robust_acc/autoattack*"],
+        baseline="at_ft", claims=claims,
+        paper_setting=("the paper fine-tunes a robust ImageNet ResNet-50 on CIFAR-10/100, "
+                       "Caltech-256, CUB-200 and Stanford Dogs; GTSRB is not among its datasets, "
+                       "so it gives no number for this setting, only the direction: TWINS-AT "
+                       "and TWINS-TRADES improve clean and robust accuracy over AT and TRADES "
+                       "fine-tuning"),
+        paper_values={},
+    )
+
+
+# RiFT: CIFAR-10 images per class (train / validation / test), fine-tuning epochs, MRC
+# samples / epochs / batch, attack steps of the MRC search and α sweep, the α grid, evaluation.
+RIFT_SIZES = {
+    "smoke": dict(train=2, val=1, test=2, batch=32, epochs=1, mrc=8, mrc_epochs=1, mrc_batch=8,
+                  steps=2, alphas=[0.0, 0.5, 1.0], pgd=2, restarts=1, aa=2, targets=1,
+                  corruption={"corruptions": ["gaussian_noise", "defocus_blur", "fog"],
+                              "severities": [3]},
+                  workers=0, source=None),
+    "cpu": dict(train=100, val=10, test=30, batch=64, epochs=10, mrc=64, mrc_epochs=5,
+                mrc_batch=32, steps=10, alphas=None, pgd=10, restarts=3, aa=20, targets=3,
+                corruption={}, workers=0, source=None),
+    "gpu": dict(train=None, val=None, test=500, batch=128, epochs=10, mrc=None, mrc_epochs=10,
+                mrc_batch=128, steps=10, alphas=None, pgd=10, restarts=3, aa=100, targets=3,
+                corruption={"max_images": 2000}, workers=8,
+                source=dict(epochs=10, steps=5)),
+}
+
+
+def rift(scale: str, work: Path, models: Path) -> Paper:
+    """RiFT vs its adversarially trained starting point on CIFAR-10 (ResNet-18)."""
+    size = RIFT_SIZES[scale]
+    runs = []
+    pretrained = models / SHARED_MODEL
+    if size["source"] is not None:  # the suite adversarially trains the base model first
+        source = size["source"]
+        runs.append(Run("source", (
+            "fit", "--config", str(REPO / "configs/method/adversarial_training.yaml"),
+            "--config", str(REPO / "configs/data/cifar10.yaml"),
+            "--model.init_args.mean", "[0, 0, 0]", "--model.init_args.std", "[1, 1, 1]",
+            "--model.init_args.milestones", json.dumps([source["epochs"] / 2,
+                                                        source["epochs"] * 3 / 4]),
+            "--model.init_args.attack.init_args.steps", str(source["steps"]),
+            "--trainer.max_epochs", str(source["epochs"]),
+            "--trainer.logger.init_args.version", "0",
+            *_common(work, "source", size["workers"]))))
+        pretrained = work / "source" / "lit_robust" / "version_0" / "checkpoints" / "last.ckpt"
+    data = ["--data.init_args.batch_size", str(size["batch"]), "--data.init_args.val_size", "1000"]
+    for key, option in (("train", "samples_per_class"), ("val", "val_samples_per_class"),
+                        ("test", "test_samples_per_class")):
+        if size[key] is not None:
+            data += [f"--data.init_args.{option}", str(size[key])]
+    config = REPO / "configs/experiments/rift/cifar10_resnet18_shared_robust.yaml"
+    common = ["--config", str(config),
+              "--model.init_args.pretrained", str(pretrained),
+              "--model.init_args.evaluators", _evaluators(size["pgd"], size["restarts"], size["aa"],
+                                                          size["targets"], size["corruption"]),
+              *data]
+    runs.append(Run("base", ("test", *common, "--model.init_args.report_dir", str(work / "base"),
+                             *_common(work, "base", size["workers"]))))
+    fit = ["fit", "--test_after_fit", "true", *common,
+           "--model.init_args.report_dir", str(work / "rift"),
+           "--model.init_args.mrc_cache", str(work / "rift_mrc_cache.json"),
+           "--model.init_args.mrc_epochs", str(size["mrc_epochs"]),
+           "--model.init_args.mrc_batch_size", str(size["mrc_batch"]),
+           "--model.init_args.mrc_attack.init_args.steps", str(size["steps"]),
+           "--model.init_args.interpolation_attack.init_args.steps", str(size["steps"]),
+           "--model.init_args.milestones", json.dumps([size["epochs"] / 2]),
+           "--trainer.max_epochs", str(size["epochs"]), "--trainer.limit_val_batches", "0",
+           *_common(work, "rift", size["workers"])]
+    if size["mrc"] is not None:
+        fit += ["--model.init_args.mrc_samples", str(size["mrc"])]
+    if size["alphas"] is not None:
+        fit += ["--model.init_args.alphas", json.dumps(size["alphas"])]
+    runs.append(Run("rift", tuple(fit)))
+    return Paper(
+        title="RiFT (Zhu et al., ICCV 2023)",
+        setting=("RiFT (configs/experiments/rift/cifar10_resnet18_shared_robust.yaml) from "
+                 + ("the shared robust CIFAR-10 ResNet-18 of ../shared/models"
+                    if size["source"] is None else
+                    "a ResNet-18 adversarially trained on CIFAR-10 by the suite (PGD, L∞ 8/255)")
+                 + " on real CIFAR-10; L∞ 8/255"),
+        runs=runs, metrics=["clean=clean_acc", "pgd10=robust_acc/pgd*",
+                            "autoattack=robust_acc/autoattack*", "corruption=corruption_acc/mean"],
+        baseline="base",
+        claims=[Claim("RiFT raises clean accuracy", "clean", "rift", "base", "up",
+                      paper_delta=1.98),
+                Claim("RiFT keeps PGD-10 accuracy (within 0.5 points)", "pgd10", "rift", "base",
+                      "kept", tolerance_points=0.5, paper_delta=0.02),
+                Claim("RiFT keeps AutoAttack accuracy (within 0.5 points)", "autoattack", "rift",
+                      "base", "kept", tolerance_points=0.5),
+                Claim("RiFT raises corruption accuracy", "corruption", "rift", "base", "up")],
+        paper_setting=("Table 1, ResNet-18 on CIFAR-10, PGD-10 AT model vs RiFT (std / adv); the "
+                       "paper's corruption (OOD) numbers are not transcribed here"),
+        paper_values={"base": {"clean": 81.46, "pgd10": 53.63},
+                      "rift": {"clean": 83.44, "pgd10": 53.65}},
+    )
+
+
+# CARTL scenario (a): GTSRB images per class (train / test; None = all), the fraction of each
+# config's own epochs (NEFT / vanilla 100, LwF 52 with 25 head-only), evaluation sizes.
+CARTL_SIZES = {
+    "smoke": dict(train=1, test=1, batch=43, epochs=None, pgd=2, aa=2, targets=1, workers=0),
+    "cpu": dict(train=30, test=10, batch=64, epochs=0.1, pgd=20, aa=20, targets=3, workers=0),
+    "gpu": dict(train=None, test=None, batch=128, epochs=1.0, pgd=20, aa=100, targets=3,
+                workers=8),
+}
+CARTL_RUNS = {"vanilla_k3": 100, "neft_k3": 100, "lwf_k3": 52}  # each config's epochs
+CARTL_CONFIG = "configs/experiments/cartl/gtsrb_from_cifar10_resnet18_shared_robust_{}.yaml"
+
+
+def cartl(scale: str, work: Path, models: Path) -> Paper:
+    """NEFT and LwF vs vanilla last-k fine-tuning of the robust CIFAR-10 ResNet-18 on GTSRB."""
+    size = CARTL_SIZES[scale]
+    runs = []
+    for name, config_epochs in CARTL_RUNS.items():
+        epochs = 1 if size["epochs"] is None else round(size["epochs"] * config_epochs)
+        config = REPO / CARTL_CONFIG.format(name)
+        args = ["fit", "--test_after_fit", "true", "--config", str(config),
+                "--model.init_args.pretrained", str(models / SHARED_MODEL),
+                "--model.init_args.report_dir", str(work / name),
+                "--model.init_args.evaluators", _evaluators(size["pgd"], 1, size["aa"],
+                                                            size["targets"]),
+                "--data.init_args.batch_size", str(size["batch"]),
+                "--trainer.max_epochs", str(epochs), *_common(work, name, size["workers"])]
+        if name == "lwf_k3":  # constant lr; the head-only warm-up keeps its 25/52 share
+            args += ["--model.init_args.head_only_epochs", str(epochs * 25 // 52)]
+        else:  # x0.2 at 40, 70 and 90 of 100 epochs
+            args += ["--model.init_args.milestones",
+                     json.dumps([epochs * 0.4, epochs * 0.7, epochs * 0.9])]
+        if size["train"] is not None:
+            args += ["--data.init_args.samples_per_class", str(size["train"]),
+                     "--data.init_args.val_size", "0"]
+        if size["test"] is not None:
+            args += ["--data.init_args.test_samples_per_class", str(size["test"])]
+        runs.append(Run(name, tuple(args)))
+    return Paper(
+        title="CARTL (Chen et al., ICML 2021)",
+        setting=("the robust CIFAR-10 ResNet-18 of ../shared/models transferred to GTSRB with "
+                 "configs/experiments/cartl/gtsrb_from_cifar10_resnet18_shared_robust_*_k3.yaml "
+                 "(clean fine-tuning of the last 3 of 9 blocks; NEFT β = 0.6); L∞ 8/255"),
+        runs=runs, metrics=["clean=clean_acc", "pgd20=robust_acc/pgd*",
+                            "autoattack=robust_acc/autoattack*"],
+        baseline="vanilla_k3",
+        claims=[Claim("NEFT keeps more PGD-20 robustness than vanilla last-k", "pgd20",
+                      "neft_k3", "vanilla_k3", "up"),
+                Claim("NEFT keeps more AutoAttack robustness than vanilla last-k", "autoattack",
+                      "neft_k3", "vanilla_k3", "up"),
+                Claim("NEFT's clean accuracy is similar to vanilla's (within 1 point)", "clean",
+                      "neft_k3", "vanilla_k3", "kept", tolerance_points=1.0)],
+        paper_setting=("the paper transfers Wide ResNet sources (WRN-34-10 for CIFAR-100 → "
+                       "CIFAR-10, WRN-28-4 for the transfers to SVHN and GTSRB), not this "
+                       "ResNet-18, and its numbers are not transcribed here: compare the "
+                       "direction of its Table 3, NEFT above vanilla last-k fine-tuning in PGD "
+                       "robust accuracy at similar clean accuracy"),
+        paper_values={},
+    )
+
+
+PLANS = {"twins": twins, "rift": rift, "cartl": cartl}
+
+# What each not-yet-standard paper needs before it can run: methods and scenario configs.
+NEEDS = {
+    "cartl": (("NEFTTransfer", "VanillaTransfer", "LwFTransfer"),
+              [CARTL_CONFIG.format(name) for name in CARTL_RUNS]),
+    "study": (("ConsistencyRegularization", "SimCLR"),
+              ["configs/experiments/transfer/self_contained/*.yaml"]),
+}
+
+
+def missing_pieces(paper: str) -> list[str]:
+    """What a paper still lacks in lit_robust (empty when it can run)."""
+    import lit_robust.methods as methods
+
+    if paper not in NEEDS:
+        return []
+    names, configs = NEEDS[paper]
+    missing = [f"lit_robust.methods.{name}" for name in names if not hasattr(methods, name)]
+    missing += [f"the config {config}" for config in configs if not any(REPO.glob(config))]
+    return missing

@@ -1,0 +1,65 @@
+"""DTD, the Describable Textures Dataset (Cimpoi et al., "Describing Textures in the Wild",
+CVPR 2014): 47 texture categories, the official partition 1 (train1 + val1 vs test1)."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+from lit_robust.data.images import ImageSplit, class_folder_names
+from lit_robust.data.layouts import DatasetLayout, Split
+from lit_robust.data.transfer import TransferDataModule, split_from_rows
+
+COOP_SPLIT_FILE = "split_zhou_DescribableTextures.json"
+
+
+def _rows(folder: Path, paths: list[str]) -> list[tuple[Path, int]]:
+    """``<category>/<file>`` paths → ``(images/<category>/<file>, label)``; the labels are the
+    indices of the sorted category folders of ``images/``."""
+    label_of = {name: label for label, name in enumerate(class_folder_names(folder / "images"))}
+    return [(folder / "images" / path, label_of[path.split("/")[0]]) for path in paths]
+
+
+def read_dtd_partition(folder: Path, split: Split) -> ImageSplit:
+    """The official lists ``labels/{train1,val1,test1}.txt`` (``<category>/<file>`` lines)."""
+    lines = (folder / "labels" / f"{split}1.txt").read_text().split()
+    return split_from_rows(_rows(folder, lines))
+
+
+def read_dtd_coop(folder: Path, split: Split) -> ImageSplit:
+    """CoOp's split file: ``{"train"|"val"|"test": [[<category>/<file>, label, category]]}``
+    (the label is taken from the category folder, not from the file)."""
+    entries = json.loads((folder / COOP_SPLIT_FILE).read_text())[split]
+    return split_from_rows(_rows(folder, [path for path, *_ in entries]))
+
+
+_SUBFOLDERS = ("dtd/dtd", "dtd", "transfer/dtd/dtd")
+
+
+class DTDDataModule(TransferDataModule):
+    """DTD, partition 1: train + val (validation carved from both, or the official val split
+    with ``val_size="official"``) vs test.
+
+    Reads the official archive's layout (``images/<category>/*.jpg``,
+    ``labels/{train1,val1,test1}.txt``; torchvision keeps it under ``dtd/dtd``) or CoOp's
+    split file ``split_zhou_DescribableTextures.json`` next to ``images/``. The classes are the
+    category folders of ``images/`` (47 in the full dataset). See :class:`RobustDataModule`
+    for the arguments; images follow the 224-px transfer protocol.
+    """
+
+    dataset_name = "DTD"
+    layouts = (
+        DatasetLayout("the official DTD layout (partition 1)",
+                      "{images/<category>/*.jpg, labels/{train1,val1,test1}.txt}", _SUBFOLDERS,
+                      ("images/", "labels/train1.txt", "labels/val1.txt", "labels/test1.txt"),
+                      read_dtd_partition, official_val=True),
+        DatasetLayout("CoOp's DTD split file", f"{{images/<category>/*.jpg, {COOP_SPLIT_FILE}}}",
+                      _SUBFOLDERS, ("images/", COOP_SPLIT_FILE), read_dtd_coop,
+                      official_val=True),
+    )
+
+    @cached_property
+    def class_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The sorted category folders of ``images/`` (e.g. ``banded``)."""
+        return tuple(class_folder_names(self._locate()[1] / "images"))

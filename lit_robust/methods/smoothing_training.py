@@ -1,0 +1,171 @@
+"""Base classifiers for randomized smoothing: Gaussian augmentation and consistency
+regularization.
+
+Both train on ``m`` noisy copies ``x + N(0, σ²I)`` of every image, in [0, 1] pixel space and
+without clamping (the distribution the smoothing certificate is about). Validation adds the
+accuracy of the base classifier under that noise and, optionally, the certified accuracy and
+average certified radius of the smoothed classifier on a few validation images, computed with
+:class:`~lit_robust.evaluation.SmoothedClassifier`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from lit_robust.evaluation import ABSTAIN, SmoothedClassifier
+from lit_robust.losses import consistency_loss
+from lit_robust.methods.base import Batch, RobustClassifier
+from lit_robust.models.modes import eval_mode
+
+
+class GaussianAugmentation(RobustClassifier):
+    """Cross-entropy on Gaussian-noise-augmented images (Cohen, Rosenfeld and Kolter,
+    "Certified Adversarial Robustness via Randomized Smoothing", ICML 2019).
+
+    Args:
+        sigma: noise standard deviation in [0, 1] pixel units (the smoothing σ the model
+            will be certified at, e.g. 0.25 or 0.5).
+        num_noise_samples: noisy copies of each image per step (1 in the paper); the loss is
+            their mean cross-entropy, all copies sharing one forward pass.
+        val_certify_images: certify this many images of the first validation batch with the
+            smoothed classifier (logs ``val/certified_acc`` at radius 0 and ``val/acr``);
+            0 skips it.
+        val_certify_n0: selection samples of that certification.
+        val_certify_n: estimation samples of that certification.
+        val_certify_alpha: failure probability of that certification.
+        **kwargs: the arguments of :class:`~lit_robust.methods.base.RobustClassifier`.
+
+    Raises:
+        ValueError: for ``sigma <= 0`` (or a σ that looks like 0–255 units), fewer than one
+            noise sample, or invalid certification settings.
+    """
+
+    def __init__(
+        self,
+        sigma: float = 0.5,
+        num_noise_samples: int = 1,
+        val_certify_images: int = 0,
+        val_certify_n0: int = 10,
+        val_certify_n: int = 100,
+        val_certify_alpha: float = 0.001,
+        **kwargs: Any,
+    ) -> None:
+        if not 0 < sigma <= 4:
+            raise ValueError(
+                f"sigma must be in (0, 4] pixel units (images are in [0, 1]; e.g. 0.25 or "
+                f"0.5), got {sigma}"
+            )
+        if num_noise_samples < 1:
+            raise ValueError(f"num_noise_samples must be >= 1, got {num_noise_samples}")
+        if val_certify_images < 0 or val_certify_n0 < 1 or val_certify_n < 1:
+            raise ValueError(
+                f"need val_certify_images >= 0, val_certify_n0 >= 1 and val_certify_n >= 1, got "
+                f"{val_certify_images}, {val_certify_n0}, {val_certify_n}"
+            )
+        if not 0 < val_certify_alpha < 1:
+            raise ValueError(f"val_certify_alpha must lie in (0, 1), got {val_certify_alpha}")
+        super().__init__(**kwargs)
+
+    def _build_metrics(self, num_classes: int) -> None:
+        super()._build_metrics(num_classes)
+        self.val_noisy_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_certified_acc = MeanMetric()
+        self.val_acr = MeanMetric()
+
+    def noisy_copies(self, x: Tensor) -> Tensor:
+        """``num_noise_samples`` copies of the batch plus N(0, σ²I), copy-major: (m·N, C, H, W)."""
+        copies = x.repeat(self.hparams.num_noise_samples, 1, 1, 1)
+        return copies + self.hparams.sigma * torch.randn_like(copies)
+
+    def noisy_logits(self, x: Tensor) -> Tensor:
+        """Logits of the noisy copies, shape (m, N, K)."""
+        logits = self.model(self.noisy_copies(x))
+        return logits.view(self.hparams.num_noise_samples, x.shape[0], -1)
+
+    def training_loss(self, x: Tensor, x_adv: Tensor | None, y: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.noisy_logits(x)
+        copies = logits.shape[0]
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.repeat(copies))
+        return loss, logits[0]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        x, y = batch
+        with eval_mode(self.model):
+            noisy = x + self.hparams.sigma * torch.randn_like(x)
+            self.val_noisy_acc(self.model(noisy), y)
+        self.log("val/noisy_acc", self.val_noisy_acc, prog_bar=True)
+        if batch_idx == 0 and self.hparams.val_certify_images > 0:
+            self._certify_validation_images(x[: self.hparams.val_certify_images],
+                                            y[: self.hparams.val_certify_images])
+
+    def _certify_validation_images(self, x: Tensor, y: Tensor) -> None:
+        hp = self.hparams
+        smoothed = SmoothedClassifier(self.model, int(hp.num_classes), hp.sigma)
+        generator = torch.Generator(device=x.device)
+        generator.manual_seed(0)  # the same noise every epoch: epochs stay comparable
+        predictions, radii = smoothed.certify_batch(
+            x, hp.val_certify_n0, hp.val_certify_n, hp.val_certify_alpha,
+            batch_size=max(hp.val_certify_n, hp.val_certify_n0) * len(x), generator=generator,
+        )
+        correct = (predictions == y.cpu()) & (predictions != ABSTAIN)
+        self.val_certified_acc(correct.double().mean())
+        self.val_acr(torch.where(correct, radii, 0.0).mean())
+        self.log("val/certified_acc", self.val_certified_acc)
+        self.log("val/acr", self.val_acr)
+
+
+class ConsistencyRegularization(GaussianAugmentation):
+    """Consistency regularization of Gaussian-augmented training (Jeong and Shin,
+    "Consistency Regularization for Certified Robustness of Smoothed Classifiers",
+    NeurIPS 2020).
+
+    For ``m`` noisy copies of each image the loss is
+    ``mean CE + λ·(1/m)·Σᵢ KL(p̂ ‖ pᵢ) + η·H(p̂)`` (:func:`~lit_robust.losses.consistency_loss`),
+    ``p̂`` the mean softmax of the copies. The defaults are the transfer study's: σ = 0.5,
+    m = 2, λ = 5, η = 0.5.
+
+    Args:
+        sigma: noise standard deviation in [0, 1] pixel units.
+        num_noise_samples: m, noisy copies of each image (>= 2 for a consistency term).
+        consistency_weight: λ, weight of the KL term.
+        entropy_weight: η, weight of the entropy of the mean prediction.
+        **kwargs: the arguments of :class:`GaussianAugmentation` (validation certification)
+            and :class:`~lit_robust.methods.base.RobustClassifier`.
+
+    Raises:
+        ValueError: for negative weights, or ``m = 1`` with a non-zero λ (one copy always
+            agrees with itself: use :class:`GaussianAugmentation`).
+    """
+
+    def __init__(
+        self,
+        sigma: float = 0.5,
+        num_noise_samples: int = 2,
+        consistency_weight: float = 5.0,
+        entropy_weight: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        if consistency_weight < 0 or entropy_weight < 0:
+            raise ValueError(
+                f"consistency_weight and entropy_weight must be >= 0, got {consistency_weight} "
+                f"and {entropy_weight}"
+            )
+        if num_noise_samples < 2 and consistency_weight > 0:
+            raise ValueError(
+                "consistency regularization compares noisy copies: set num_noise_samples >= 2 "
+                "(2 in the paper), or use GaussianAugmentation for a single copy"
+            )
+        super().__init__(sigma=sigma, num_noise_samples=num_noise_samples, **kwargs)
+
+    def training_loss(self, x: Tensor, x_adv: Tensor | None, y: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.noisy_logits(x)
+        loss = consistency_loss(logits, y, self.hparams.consistency_weight,
+                                self.hparams.entropy_weight)
+        return loss, logits[0]

@@ -1,0 +1,187 @@
+"""The reproduction suite: its plans per scale, its verdicts, skipped papers, and the smoke
+scale of TWINS and RiFT end to end on real data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+import lit_robust.methods as methods
+
+REPO = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("reproduce", REPO / "benchmarks" / "reproduce.py")
+reproduce = importlib.util.module_from_spec(spec)
+sys.modules["reproduce"] = reproduce
+spec.loader.exec_module(reproduce)
+import reproduce_plans as plans  # noqa: E402  (beside reproduce.py, which puts it on the path)
+
+# What a scale may change: sizes, and where the outputs go.
+SIZE_OPTIONS = {
+    "--data.init_args.samples_per_class", "--data.init_args.val_size",
+    "--data.init_args.val_samples_per_class", "--data.init_args.test_samples_per_class",
+    "--data.init_args.batch_size", "--data.init_args.num_workers", "--trainer.max_epochs",
+    "--model.init_args.milestones", "--model.init_args.attack.init_args.steps",
+    "--model.init_args.evaluators", "--model.init_args.mrc_samples",
+    "--model.init_args.mrc_epochs", "--model.init_args.mrc_batch_size",
+    "--model.init_args.mrc_attack.init_args.steps",
+    "--model.init_args.interpolation_attack.init_args.steps", "--model.init_args.alphas",
+    "--model.init_args.pretrained", "--model.init_args.head_only_epochs",
+}
+RESULT_FIELDS = {"paper", "scale", "command", "date", "status", "title", "setting", "metrics",
+                 "test_images", "seconds", "runs", "ours", "standard_error", "paper_numbers",
+                 "directions", "comparison_markdown", "fit", "failed_sanity_checks"}
+DIRECTION_FIELDS = {"text", "metric", "ours", "baseline", "expected", "tolerance_points",
+                    "paper_delta", "ours_value", "baseline_value", "delta_points", "se_points",
+                    "verdict"}
+
+
+def options(args: tuple[str, ...]) -> dict[str, str]:
+    """``{--option: value}`` of a run's arguments (the subcommand and flags dropped)."""
+    pairs = {}
+    for index, arg in enumerate(args):
+        if arg.startswith("--") and index + 1 < len(args):
+            pairs[arg if arg != "--config" else f"--config{index}"] = args[index + 1]
+    return pairs
+
+
+@pytest.mark.parametrize("paper", list(plans.PLANS))
+def test_scales_change_only_sizes(paper: str, tmp_path: Path) -> None:
+    build = plans.PLANS[paper]
+    planned = {scale: build(scale, tmp_path, tmp_path / "models") for scale in reproduce.SCALES}
+    for scale in ("cpu", "gpu"):
+        base_runs = {run.name: options(run.args) for run in planned["smoke"].runs}
+        for run in planned[scale].runs:
+            if run.name == "source":
+                continue
+            changed = {key for key in options(run.args).keys() | base_runs[run.name].keys()
+                       if options(run.args).get(key) != base_runs[run.name].get(key)}
+            assert changed <= SIZE_OPTIONS, f"{paper} {scale} {run.name} changes {changed}"
+    configs = [arg for run in planned["cpu"].runs for arg in run.args if arg.endswith(".yaml")]
+    assert configs and all(Path(config).is_file() for config in configs)
+
+
+def test_rift_gpu_trains_its_source_and_cpu_uses_the_shared_model(tmp_path: Path) -> None:
+    gpu = plans.rift("gpu", tmp_path, tmp_path / "models")
+    assert [run.name for run in gpu.runs] == ["source", "base", "rift"]
+    for run in gpu.runs[1:]:
+        assert options(run.args)["--model.init_args.pretrained"] == str(
+            tmp_path / "source" / "lit_robust" / "version_0" / "checkpoints" / "last.ckpt")
+    cpu = plans.rift("cpu", tmp_path, tmp_path / "models")
+    assert [run.name for run in cpu.runs] == ["base", "rift"]
+    assert options(cpu.runs[1].args)["--model.init_args.pretrained"] == str(
+        tmp_path / "models" / plans.SHARED_MODEL)
+
+
+def test_verdicts() -> None:
+    assert reproduce.verdict(3.1, 1.5, "up") == "reproduced"
+    assert reproduce.verdict(2.9, 1.5, "up") == "within noise"
+    assert reproduce.verdict(-3.1, 1.5, "up") == "not reproduced"
+    assert reproduce.verdict(-0.4, 1.0, "kept", tolerance=0.5) == "reproduced"
+    assert reproduce.verdict(-2.4, 1.0, "kept", tolerance=0.5) == "within noise"
+    assert reproduce.verdict(-2.6, 1.0, "kept", tolerance=0.5) == "not reproduced"
+    assert reproduce.standard_error(0.3, 100) == pytest.approx(math.sqrt(0.21 / 100))
+
+
+def check_skipped(paper: str, names: list[str], tmp_path: Path) -> None:
+    result = reproduce.main(["--paper", paper, "--scale", "smoke", "--results-dir",
+                             str(tmp_path), "--work-dir", str(tmp_path / "work")])
+    written = json.loads((tmp_path / f"reproduce_{paper}_smoke.json").read_text())
+    assert written == result
+    assert set(written) == {"paper", "scale", "command", "date", "status", "message"}
+    assert written["status"] == "skipped" and "no numbers are reported" in written["message"]
+    markdown = (tmp_path / f"reproduce_{paper}_smoke.md").read_text()
+    for name in names:
+        assert f"lit_robust.methods.{name}" in written["message"] and name in markdown
+    assert f"Skipped: {paper} needs" in markdown or "not wired" in markdown
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_paper_whose_method_is_missing_is_skipped(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delattr(methods, "NEFTTransfer", raising=False)
+    assert reproduce.missing_pieces("cartl")[0] == "lit_robust.methods.NEFTTransfer"
+    check_skipped("cartl", ["NEFTTransfer"], tmp_path)
+
+
+def test_the_study_is_skipped_until_it_is_wired(tmp_path: Path) -> None:
+    names = [name for name in ("ConsistencyRegularization", "SimCLR")
+             if not hasattr(methods, name)]
+    check_skipped("study", names, tmp_path)
+
+
+def check_result(result: dict, tmp_path: Path, paper: str, runs: list[str], images: int) -> None:
+    written = json.loads((tmp_path / f"reproduce_{paper}_smoke.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    assert set(written) == RESULT_FIELDS and written["status"] == "ran"
+    assert written["test_images"] == images
+    assert list(written["runs"]) == runs and list(written["ours"]) == [
+        run for run in runs if run != "source"]
+    for run, values in written["ours"].items():
+        report = json.loads((tmp_path / "work" / run / "report.json").read_text())["metrics"]
+        assert values["clean"] == round(100 * report["clean_acc"], 2)
+        assert written["failed_sanity_checks"][run] == sorted(
+            key for key, value in report.items() if key.startswith("sanity/") and value == 0.0)
+        for metric, value in values.items():
+            p = value / 100
+            assert written["standard_error"][run][metric] == pytest.approx(
+                100 * math.sqrt(p * (1 - p) / images), abs=0.02)
+    for row in written["directions"]:
+        assert set(row) == DIRECTION_FIELDS
+        assert row["verdict"] in {"reproduced", "not reproduced", "within noise"}
+        assert row["delta_points"] == pytest.approx(
+            100 * (row["ours_value"] - row["baseline_value"]), abs=0.01)
+    markdown = (tmp_path / f"reproduce_{paper}_smoke.md").read_text()
+    assert "Smoke scale" in markdown and "## Directions" in markdown
+    for row in written["directions"]:
+        assert f"| {row['text']} | {row['delta_points']:+.2f} ± " in markdown
+
+
+@pytest.mark.slow
+def test_twins_smoke_end_to_end(tmp_path: Path) -> None:
+    twins = reproduce.main(["--paper", "twins", "--scale", "smoke", "--results-dir",
+                            str(tmp_path), "--work-dir", str(tmp_path / "work")])
+    check_result(twins, tmp_path, "twins", list(plans.TWINS_RUNS), images=43)
+    assert twins["paper_numbers"]["values"] == {}
+    assert twins["metrics"]["pgd10"] == "robust_acc/pgd2_linf_eps0.03137"  # smoke: PGD-2
+    assert "GTSRB is not among its datasets" in twins["paper_numbers"]["setting"]
+    assert len(twins["directions"]) == 6
+
+
+@pytest.mark.slow
+def test_rift_smoke_end_to_end(tmp_path: Path) -> None:
+    rift = reproduce.main(["--paper", "rift", "--scale", "smoke", "--results-dir",
+                           str(tmp_path), "--work-dir", str(tmp_path / "work")])
+    check_result(rift, tmp_path, "rift", ["base", "rift"], images=20)
+    assert rift["paper_numbers"]["values"]["rift"] == {"clean": 83.44, "pgd10": 53.65}
+    assert set(rift["ours"]["rift"]) == {"clean", "pgd10", "autoattack", "corruption"}
+    assert "| base | 81.46 | 53.63 |" in (tmp_path / "reproduce_rift_smoke.md").read_text()
+
+
+@pytest.mark.parametrize("scale", ["cpu", "gpu"])
+def test_every_run_of_the_larger_scales_parses(scale: str, tmp_path: Path, models_root: Path,
+                                               monkeypatch) -> None:
+    from lit_robust.main import cli
+
+    monkeypatch.setattr(sys, "argv", ["lit-robust"])
+    for build in plans.PLANS.values():
+        for run in build(scale, tmp_path, models_root).runs:
+            args = [arg for arg in run.args[1:] if arg not in ("--test_after_fit", "true")]
+            parsed = cli(args, run=False)
+            epochs = options(run.args).get("--trainer.max_epochs")
+            if epochs is not None:
+                assert parsed.trainer.max_epochs == int(epochs)
+            if run.name != "source":
+                assert Path(parsed.model.report_dir) == tmp_path / run.name
+
+
+@pytest.mark.slow
+def test_cartl_smoke_end_to_end(tmp_path: Path) -> None:
+    cartl = reproduce.main(["--paper", "cartl", "--scale", "smoke", "--results-dir",
+                            str(tmp_path), "--work-dir", str(tmp_path / "work")])
+    check_result(cartl, tmp_path, "cartl", list(plans.CARTL_RUNS), images=43)
+    assert [row["ours"] for row in cartl["directions"]] == ["neft_k3"] * 3
+    assert cartl["metrics"]["pgd20"] == "robust_acc/pgd2_linf_eps0.03137"  # smoke: PGD-2

@@ -1,0 +1,52 @@
+"""Last-layer-only fine-tuning: training changes the head and nothing else, bit for bit."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import Trainer
+
+from lit_robust.data import CIFAR10DataModule
+from lit_robust.methods import LastLayerFineTuning
+from lit_robust.models import TinyCNN, get_head
+
+
+def test_training_changes_only_the_head(tmp_path):
+    source = TinyCNN(num_classes=10)
+    generator = torch.Generator().manual_seed(0)
+    for name, buffer in source.named_buffers():  # statistics that a batch would move
+        if name.endswith(("running_mean", "running_var")):
+            buffer.uniform_(0.5, 1.5, generator=generator)
+    torch.save(source.state_dict(), tmp_path / "source.pt")
+    method = LastLayerFineTuning(backbone="tiny_cnn", num_classes=10,
+                                 pretrained=str(tmp_path / "source.pt"), reset_head=True, lr=0.5,
+                                 mean=[0.49, 0.48, 0.45], std=[0.25, 0.24, 0.26])
+    method.configure_model()
+    head_name, head = get_head(method.model)
+    before = {k: v.clone() for k, v in method.model.state_dict().items()}
+    frozen_in_train_mode: list[bool] = []
+    step = method.training_step
+
+    def recording_step(batch, batch_idx):
+        frozen_in_train_mode.append(
+            any(m.training for m in method.model.modules() if m is not head))
+        assert head.training
+        return step(batch, batch_idx)
+
+    method.training_step = recording_step
+    data = CIFAR10DataModule(samples_per_class=4, val_size=20, batch_size=8, num_workers=0)
+    trainer = Trainer(max_steps=6, val_check_interval=2, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, inference_mode=False, accelerator="cpu",
+                      default_root_dir=tmp_path)
+    trainer.fit(method, data)
+
+    after = method.model.state_dict()
+    # validation ran between the steps and did not put the frozen network back in train mode
+    assert frozen_in_train_mode == [False] * 6
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {f"{head_name}.weight", f"{head_name}.bias"}
+    trainable = {n for n, p in method.model.named_parameters() if p.requires_grad}
+    assert trainable == {f"{head_name}.weight", f"{head_name}.bias"}
+    for key, value in source.state_dict().items():  # the features are the checkpoint's
+        if not key.startswith("linear."):
+            assert torch.equal(after[f"net.{key}"], value), key

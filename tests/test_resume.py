@@ -1,0 +1,132 @@
+"""A ``fit`` killed with SIGKILL in mid-epoch and resumed with ``--ckpt_path last`` ends with
+the very weights and validation metrics of an uninterrupted run (deterministic, CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_robust.main import cli
+from tests.shared_paths import shared_data_root
+
+REPO = Path(__file__).resolve().parents[1]
+ONE_STEP = {"class_path": "lit_robust.attacks.PGDAttack",
+            "init_args": {"eps": 0.031372549, "step_size": 0.031372549, "steps": 1}}
+KILL_AT_STEP = 7  # epoch 1 has steps 5..9: 40 images in batches of 8
+KILLER = '''
+import os, signal
+from lightning.pytorch import Callback
+
+class KillAt(Callback):
+    """SIGKILL this process when the given optimizer step has been taken."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+CHILD = (
+    "import sys, torch; torch.set_num_threads(2); "
+    "from lit_robust.main import main; main(sys.argv[1:])"
+)
+
+METHODS = {
+    "AdversarialTraining": ["--model", "lit_robust.methods.AdversarialTraining",
+                            "--model.attack", json.dumps(ONE_STEP)],
+    "RiFT": ["--model", "lit_robust.methods.RiFT", "--model.mrc_epochs", "1",
+             "--model.mrc_attack", json.dumps(ONE_STEP),
+             "--model.interpolation_attack", json.dumps(ONE_STEP),
+             "--model.alphas", "[0.0, 0.5, 1.0]", "--model.lr", "0.05"],
+    "TWINS": ["--model", "lit_robust.methods.TWINS", "--model.attack", json.dumps(ONE_STEP),
+              "--model.lr", "0.05", "--model.log_grad_ratio_every_n_steps", "3"],
+}
+
+
+def _args(tmp_path: Path, method: str, save_dir: Path) -> list[str]:
+    pretrained = tmp_path / "pretrained.pt"
+    if not pretrained.is_file():
+        from lit_robust.models.zoo import build_backbone
+
+        torch.manual_seed(1)
+        torch.save(build_backbone("tiny_cnn", num_classes=10).state_dict(), pretrained)
+    return [
+        *METHODS[method],
+        "--model.backbone", "tiny_cnn", "--model.pretrained", str(pretrained),
+        "--model.val_attack", json.dumps(ONE_STEP), "--model.evaluators", "[]",
+        "--data", "lit_robust.data.CIFAR10DataModule", "--data.samples_per_class", "4",
+        "--data.val_size", "20", "--data.val_samples_per_class", "2", "--data.batch_size", "8",
+        "--data.num_workers", "0",
+        "--trainer.max_epochs", "3", "--trainer.accelerator", "cpu",
+        "--trainer.deterministic", "true", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
+        "--trainer.logger.init_args.save_dir", str(save_dir),
+        "--checkpoint_every_n_steps", "2",
+    ]
+
+
+def _killed_run(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "killer.py").write_text(KILLER)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "LIT_ROBUST_DATA": str(shared_data_root())}
+    kill = json.dumps({"class_path": "killer.KillAt", "init_args": {"step": KILL_AT_STEP}})
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, "fit", *args, "--trainer.callbacks+", kill],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+
+
+def _state(run) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in run.model.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("method", [
+    "AdversarialTraining",
+    pytest.param("RiFT", marks=pytest.mark.slow),
+    pytest.param("TWINS", marks=pytest.mark.slow),
+])
+def test_a_killed_fit_resumes_to_the_uninterrupted_result(method: str, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lit-robust"])
+    whole = cli(["fit", *_args(tmp_path, method, tmp_path / "whole")])
+    assert whole.trainer.global_step == 15
+
+    interrupted = _args(tmp_path, method, tmp_path / "interrupted")
+    _killed_run(tmp_path, interrupted)
+    last = tmp_path / "interrupted" / "lit_robust" / "version_0" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 6 and saved["epoch"] == 1  # in mid-epoch
+    resumed = cli(["fit", *interrupted, "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == 15
+    assert resumed.trainer.logger.version == 0  # logs into the killed run's folder
+    assert not (tmp_path / "interrupted" / "lit_robust" / "version_1").exists()
+
+    expected, actual = _state(whole), _state(resumed)
+    assert expected.keys() == actual.keys()
+    differing = [k for k in expected if not torch.equal(expected[k], actual[k])]
+    assert not differing, f"resumed weights differ in {differing}"
+    metrics = {k: v for k, v in whole.trainer.callback_metrics.items() if k.startswith("val/")}
+    assert metrics and all(
+        torch.equal(v, resumed.trainer.callback_metrics[k]) for k, v in metrics.items())
+    if method == "RiFT":
+        assert resumed.model.finetuned_modules == whole.model.finetuned_modules
+        assert resumed.model.alpha == whole.model.alpha
+        assert resumed.model.sweep == whole.model.sweep
+        assert resumed.model._base_state.keys() == whole.model._base_state.keys()
+        assert all(torch.equal(v, whole.model._base_state[k])
+                   for k, v in resumed.model._base_state.items())
+    if method == "TWINS":  # both wings, statistics and affine parameters
+        wings = [k for k in actual if ".frozen." in k or ".adaptive." in k]
+        assert any(".frozen.running_mean" in k for k in wings)
+        assert any(".adaptive.weight" in k for k in wings)
