@@ -6,25 +6,14 @@ import importlib
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lit_robust.attacks import PGDAttack, fgsm, per_example_loss, pgd
-from tests.attacks.test_pgd import Linear2, small_cnn
+from tests.attacks.test_pgd import Linear2, RecordingCNN, small_cnn
 
 pgd_module = importlib.import_module("lit_robust.attacks.pgd")
 
 
-class Counting(nn.Module):
-    """``small_cnn`` that records every input it sees."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = small_cnn()
-        self.inputs: list[Tensor] = []
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.inputs.append(x.detach().clone())
-        return self.net(x)
 
 
 def _batch(n: int = 4) -> tuple[Tensor, Tensor]:
@@ -33,7 +22,7 @@ def _batch(n: int = 4) -> tuple[Tensor, Tensor]:
 
 
 def test_pgd_defaults_are_ten_steps_one_run_and_a_random_start() -> None:
-    model = Counting()
+    model = RecordingCNN()
     x, y = _batch()
     pgd(model, x, y)
     assert len(model.inputs) == 10
@@ -44,7 +33,7 @@ def test_pgd_defaults_are_ten_steps_one_run_and_a_random_start() -> None:
 
 
 def test_no_random_start_starts_at_x() -> None:
-    model = Counting()
+    model = RecordingCNN()
     x, y = _batch()
     assert torch.equal(pgd(model, x, y, steps=0, random_start=False), x)
     pgd(model, x, y, steps=1, random_start=False)
@@ -53,7 +42,7 @@ def test_no_random_start_starts_at_x() -> None:
 
 def test_attack_object_forwards_every_setting() -> None:
     x, y = _batch()
-    model = Counting()
+    model = RecordingCNN()
     PGDAttack(steps=2, restarts=3)(model, x, y)
     assert len(model.inputs) == 9
     # the KL objective first predicts on x (its target); no random start: the first step at x
@@ -188,7 +177,7 @@ def test_linf_step_leaves_pixels_without_gradient_in_place() -> None:
 
 
 def test_a_given_kl_target_replaces_the_clean_prediction() -> None:
-    model = Counting()
+    model = RecordingCNN()
     x, y = _batch()
     target = torch.full((4, 10), 0.1)
     PGDAttack(loss="kl", steps=2)(model, x, y, target=target)

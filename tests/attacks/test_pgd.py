@@ -18,6 +18,19 @@ def small_cnn(seed: int = 0) -> nn.Module:
     ).eval()
 
 
+class RecordingCNN(nn.Module):
+    """``small_cnn`` that records every input it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = small_cnn()
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.detach().clone())
+        return self.net(x)
+
+
 class Linear2(nn.Module):
     """Binary linear classifier: logits (0, w·x + b)."""
 

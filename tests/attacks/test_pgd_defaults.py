@@ -7,11 +7,11 @@ import math
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lit_robust.attacks import PGDAttack, per_example_loss, pgd, project, random_init
 from lit_robust.evaluation import PGDEvaluator
-from tests.attacks.test_pgd import Linear2, small_cnn
+from tests.attacks.test_pgd import Linear2, RecordingCNN, small_cnn
 
 pgd_module = importlib.import_module("lit_robust.attacks.pgd")  # the package exports pgd()
 
@@ -184,19 +184,10 @@ def test_kl_attack_increases_the_kl_over_its_random_start() -> None:
     assert attacked_kl.mean() > 100 * start_kl.mean()
 
 
-class _Recorder(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = small_cnn()
-        self.inputs: list[Tensor] = []
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.inputs.append(x.detach().clone())
-        return self.net(x)
 
 
 def test_attack_object_passes_its_start_to_pgd() -> None:
-    model = _Recorder()
+    model = RecordingCNN()
     x = torch.full((4, 3, 8, 8), 0.5)
     PGDAttack(eps=0.5, norm="l2", steps=1, start="sphere")(model, x, torch.zeros(4).long())
     torch.testing.assert_close(_radii(model.inputs[0] - x), torch.full((4,), 0.5), atol=1e-5,

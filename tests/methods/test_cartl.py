@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from lightning.pytorch import Callback, LightningDataModule, Trainer
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
@@ -26,6 +25,7 @@ from lit_robust.methods import StandardTraining
 from lit_robust.methods.cartl import CARTLSource, LwFTransfer, NEFTTransfer, VanillaTransfer
 from lit_robust.models.blocks import averages_branches, blocks
 from lit_robust.models.spectral import fold_spectral_scaling
+from tests.conf.tiny_overrides import write_tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs" / "experiments" / "cartl"
@@ -194,24 +194,8 @@ def test_neft_runs_one_power_iteration_per_training_step(tmp_path: Path, monkeyp
 
 
 def _cli_overrides(tmp_path: Path, **model_args: object) -> Path:
-    cheap = {"eps": 8 / 255, "step_size": 4 / 255, "steps": 2}
-    overrides = {
-        "model": {"init_args": {
-            "backbone": "tiny_cnn", "pretrained": None, "k": 2,
-            "val_attack": {"class_path": "lit_robust.attacks.PGDAttack", "init_args": cheap},
-            "evaluators": [
-                {"class_path": "lit_robust.evaluation.CleanAccuracy"},
-                {"class_path": "lit_robust.evaluation.PGDEvaluator", "init_args": cheap},
-            ],
-            "report_dir": str(tmp_path / "reports"),
-            **model_args,
-        }},
-        "data": {"init_args": {"samples_per_class": 2, "val_size": 0.2,
-                               "test_samples_per_class": 1, "batch_size": 8, "num_workers": 0}},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(overrides))
-    return path
+    """The tiny CLI overrides with k = 2 (``tiny_cnn`` has five blocks)."""
+    return write_tiny_overrides(tmp_path, **{"k": 2, **model_args})
 
 
 @pytest.mark.slow

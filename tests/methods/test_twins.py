@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
@@ -24,6 +23,7 @@ from lit_robust.methods import AdversarialTraining
 from lit_robust.methods.twins import TWINS
 from lit_robust.models.dual_bn import DualBatchNorm2d, dual_batchnorms, set_wing, use_wing
 from lit_robust.models.zoo import build_backbone
+from tests.conf.tiny_overrides import CHEAP_ATTACK, write_tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs" / "experiments" / "twins"
@@ -234,27 +234,10 @@ def test_paper_defaults() -> None:
     assert kl.val_attack.loss == "ce"  # robust validation always uses the CE attack
 
 
-def write_cli_overrides(tmp_path: Path, **model_args) -> Path:
-    """A config layered over a shipped one: tiny model, tiny real GTSRB, cheap attacks."""
-    cheap = {"eps": 8 / 255, "step_size": 4 / 255, "steps": 2}
-    overrides = {
-        "model": {"init_args": {
-            "backbone": "tiny_cnn", "pretrained": None,
-            "attack": {"class_path": "lit_robust.attacks.PGDAttack", "init_args": cheap},
-            "val_attack": {"class_path": "lit_robust.attacks.PGDAttack", "init_args": cheap},
-            "evaluators": [
-                {"class_path": "lit_robust.evaluation.CleanAccuracy"},
-                {"class_path": "lit_robust.evaluation.PGDEvaluator", "init_args": cheap},
-            ],
-            "report_dir": str(tmp_path / "reports"),
-            **model_args,
-        }},
-        "data": {"init_args": {"samples_per_class": 2, "val_size": 0.2,
-                               "test_samples_per_class": 1, "batch_size": 8, "num_workers": 0}},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(overrides))
-    return path
+def write_cli_overrides(tmp_path: Path, **model_args: object) -> Path:
+    """The tiny CLI overrides with a cheap training attack."""
+    attack = {"class_path": "lit_robust.attacks.PGDAttack", "init_args": CHEAP_ATTACK}
+    return write_tiny_overrides(tmp_path, **{"attack": attack, **model_args})
 
 
 @pytest.mark.slow
