@@ -24,9 +24,9 @@ from lit_robust.evaluation.certification_stats import (
     clopper_pearson_lower,
 )
 from lit_robust.evaluation.certify_evaluator import SmoothingCertification
-from lit_robust.evaluation.corruption_data import open_corrupted
-from lit_robust.evaluation.corruption_evaluator import CorruptionRobustness
-from lit_robust.evaluation.corruptions import CORRUPTIONS, corrupt
+from lit_robust.evaluation.corruptions.evaluator import CorruptionRobustness
+from lit_robust.evaluation.corruptions.files import open_corrupted
+from lit_robust.evaluation.corruptions.generate import CORRUPTIONS, corrupt
 from lit_robust.evaluation.pgd_evaluator import PGDEvaluator
 from lit_robust.evaluation.report import RobustnessReport, finish_evaluation, log_to_tensorboard
 from lit_robust.evaluation.runner import evaluate

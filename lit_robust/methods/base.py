@@ -258,9 +258,9 @@ class RobustClassifier(LightningModule):
         self.restored_from = {"epoch": checkpoint.get("epoch"),
                               "step": checkpoint.get("global_step")}
 
-    def on_train_epoch_start(self) -> None:
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False,
-                 on_epoch=True)
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Log the learning rate of this optimizer step (the schedule is applied per step)."""
+        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lit_robust.evaluation.corruption_data import open_corrupted
+from lit_robust.evaluation.corruptions.files import open_corrupted
 from tests.evaluation.corruption_files import PER_SEVERITY, write_cifar_c, write_tiny_imagenet_c
 
 

@@ -9,9 +9,9 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from lit_robust.evaluation import base as evaluator_base
-from lit_robust.evaluation import corruption_evaluator
-from lit_robust.evaluation.corruption_evaluator import CorruptionRobustness
-from lit_robust.evaluation.corruptions import CORRUPTIONS
+from lit_robust.evaluation.corruptions import evaluator as corruption_evaluator
+from lit_robust.evaluation.corruptions.evaluator import CorruptionRobustness
+from lit_robust.evaluation.corruptions.generate import CORRUPTIONS
 from tests.evaluation.corruption_files import write_cifar_c
 
 

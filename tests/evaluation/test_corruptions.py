@@ -10,8 +10,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision.io import read_image
 
-from lit_robust.evaluation.corruption_params import preset_for_size
-from lit_robust.evaluation.corruptions import CORRUPTIONS, corrupt
+from lit_robust.evaluation.corruptions.generate import CORRUPTIONS, corrupt
+from lit_robust.evaluation.corruptions.params import preset_for_size
 
 RANDOM = ("gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "snow",
           "frost", "fog", "elastic_transform")

@@ -181,6 +181,25 @@ def test_optimizer_sees_the_decay_from_the_first_step_of_the_milestone_epoch(
     assert recorder.lrs == pytest.approx([0.1] * 8 + [0.01] * 4)
 
 
+def test_train_lr_is_logged_every_step_and_follows_the_warmup(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import CSVLogger
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand(16, 3, 8, 8, generator=g), torch.randint(0, 4, (16,)))
+    method = StandardTraining(backbone="tiny_cnn", lr=0.1, schedule="constant",
+                              warmup_epochs=1, backbone_kwargs={"width": 2}, **NORM)
+    logger = CSVLogger(tmp_path, name="lr")
+    trainer = Trainer(max_epochs=2, logger=logger, log_every_n_steps=1,
+                      enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(method, DataLoader(data, batch_size=4))
+    rows = (Path(logger.log_dir) / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("train/lr")
+    logged = [float(row.split(",")[column]) for row in rows[1:] if row.split(",")[column]]
+    # linear warm-up over the 4 steps of epoch 0 (step s uses factor s/4), then constant
+    assert logged == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1, 0.1, 0.1, 0.1], abs=1e-6)
+
+
 def test_test_tells_the_evaluators_the_test_set_size(tmp_path: Path) -> None:
     from lit_robust.evaluation import CleanAccuracy
 

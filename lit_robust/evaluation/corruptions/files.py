@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from lit_robust.evaluation.corruptions import CORRUPTIONS, SEVERITIES
+from lit_robust.evaluation.corruptions.generate import CORRUPTIONS, SEVERITIES
 from lit_robust.paths import data_root, resolve_path
 
 CorruptionDataset = Literal["cifar10", "cifar100", "tinyimagenet"]

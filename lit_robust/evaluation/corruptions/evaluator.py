@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_robust.evaluation.base import Evaluator, rank_and_world_size
-from lit_robust.evaluation.corruption_data import CorruptionDataset, open_corrupted
-from lit_robust.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from lit_robust.evaluation.corruptions.files import CorruptionDataset, open_corrupted
+from lit_robust.evaluation.corruptions.generate import CORRUPTIONS, SEVERITIES, corrupt
 from lit_robust.models.modes import eval_mode
 
 
@@ -49,7 +49,7 @@ class CorruptionRobustness(Evaluator):
         batch_size: ``"files"`` only: images per forward pass.
         seed: ``"generate"`` only: base seed of the corruption noise.
         preset: ``"generate"`` only: severity parameters (``"auto"`` picks them from the
-            image size; see :mod:`lit_robust.evaluation.corruption_params`).
+            image size; see :mod:`lit_robust.evaluation.corruptions.params`).
         class_names: Tiny-ImageNet-C only: wnids in the model's class order (default sorted).
         resize: ``"files"`` only: resize the benchmark images to this side (e.g. 224 for a
             model fine-tuned on upsampled CIFAR), bilinear with antialiasing.

@@ -3,7 +3,7 @@
 :func:`corrupt` applies one corruption at one severity (1–5) to a batch of [0, 1] images of
 any size, in PyTorch (PIL for JPEG), deterministically given a :class:`torch.Generator`. The
 severity parameters are the reference scripts' (``make_cifar_c.py``, ``make_tinyimagenet_c.py``,
-``imagenet_c``; see :mod:`lit_robust.evaluation.corruption_params`): the preset is picked from
+``imagenet_c``; see :mod:`lit_robust.evaluation.corruptions.params`): the preset is picked from
 the image size (≤ 48 px: CIFAR, ≤ 144 px: Tiny-ImageNet, larger: ImageNet) or given, and
 pixel lengths are rescaled by ``min(H, W) / reference size``.
 
@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from lit_robust.evaluation.corruption_ops import (
+from lit_robust.evaluation.corruptions.ops import (
     RandomSource,
     box_resize_matrix,
     clipped_zoom,
@@ -50,7 +50,7 @@ from lit_robust.evaluation.corruption_ops import (
     plasma_fractal,
     sample_bilinear,
 )
-from lit_robust.evaluation.corruption_params import PRESETS, preset_for_size
+from lit_robust.evaluation.corruptions.params import PRESETS, preset_for_size
 
 CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
