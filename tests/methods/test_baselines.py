@@ -15,6 +15,7 @@ from lit_robust.data import CIFAR10DataModule
 from lit_robust.evaluation import CleanAccuracy, PGDEvaluator
 from lit_robust.main import cli
 from lit_robust.methods import TRADES, AdversarialTraining, StandardTraining
+from tests.methods.real_cifar10 import fit_and_test_on_cifar10
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_DATA = REPO / "tests" / "conf" / "tiny_cifar10.yaml"
@@ -102,15 +103,8 @@ def test_missing_pretrained_checkpoint_fails_before_training(tmp_path: Path) -> 
 
 def train_and_attack(model, seed: int = 0) -> dict[str, float]:
     """Train on 2,000 real CIFAR-10 images for 3 epochs; PGD-10 on 300 test images."""
-    torch.manual_seed(seed)
-    data = CIFAR10DataModule(samples_per_class=200, val_size=0, test_samples_per_class=30,
-                             batch_size=64, num_workers=0)
-    trainer = Trainer(max_epochs=3, logger=False, inference_mode=False, accelerator="cpu",
-                      enable_progress_bar=False, enable_checkpointing=False,
-                      enable_model_summary=False)
-    trainer.fit(model, data)
-    trainer.test(model, data, verbose=False)
-    return model.test_results
+    return fit_and_test_on_cifar10(model, samples_per_class=200, test_samples_per_class=30,
+                                   epochs=3, seed=seed)
 
 
 def evaluators() -> list:

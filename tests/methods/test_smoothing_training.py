@@ -16,6 +16,7 @@ from lit_robust.evaluation import CleanAccuracy, SmoothingCertification
 from lit_robust.losses import consistency_loss
 from lit_robust.main import cli
 from lit_robust.methods import ConsistencyRegularization, GaussianAugmentation, StandardTraining
+from tests.methods.real_cifar10 import fit_and_test_on_cifar10
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_DATA = REPO / "tests" / "conf" / "tiny_cifar10.yaml"
@@ -129,15 +130,7 @@ def test_cli_fit_then_test_certifies(config: str, tmp_path: Path, monkeypatch) -
 
 def train_and_certify(model) -> dict[str, float]:
     """Train on 1,500 real CIFAR-10 images for 8 epochs; certify 80 test images."""
-    torch.manual_seed(0)
-    data = CIFAR10DataModule(samples_per_class=150, val_size=0, test_samples_per_class=8,
-                             batch_size=64, num_workers=0)
-    trainer = Trainer(max_epochs=8, logger=False, inference_mode=False, accelerator="cpu",
-                      enable_progress_bar=False, enable_checkpointing=False,
-                      enable_model_summary=False)
-    trainer.fit(model, data)
-    trainer.test(model, data, verbose=False)
-    return model.test_results
+    return fit_and_test_on_cifar10(model, samples_per_class=150, test_samples_per_class=8, epochs=8)
 
 
 @pytest.mark.slow
