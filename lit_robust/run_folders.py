@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from jsonargparse import Namespace
 
 from lit_robust.errors import ConfigurationError
@@ -54,6 +55,30 @@ def configure_run_folders(config: Namespace) -> None:
         model_arguments.report_dir = str(root or Path.cwd())
     if config.get("ckpt_path") == "last":
         config.ckpt_path = str(_last_checkpoint(logger, root))
+        _check_same_method(Path(config.ckpt_path), model)
+
+
+def _check_same_method(path: Path, model: Any) -> None:
+    """Refuse a ``last`` checkpoint written by another method than the one requested.
+
+    Runs of several configs may share one log folder; the newest ``last.ckpt`` there can belong
+    to another method with the same architecture, whose weights would then be evaluated (or
+    resumed) under this config without any error.
+
+    Raises:
+        ConfigurationError: the checkpoint's method differs from ``model.class_path``.
+    """
+    requested = model.get("class_path") if isinstance(model, Namespace) else None
+    if requested is None:
+        return
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    saved = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+    if saved is not None and saved != requested:
+        raise ConfigurationError(
+            f"--ckpt_path last resolved to {path}, written by {saved}, but this command runs "
+            f"{requested}; pass that run's checkpoint explicitly (--ckpt_path <path>) or pin "
+            "the version with --trainer.logger.init_args.version N"
+        )
 
 
 def _last_checkpoint(logger: Namespace | None, root: str | None) -> Path:

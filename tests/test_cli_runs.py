@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_robust.errors import ConfigurationError
 from lit_robust.main import cli, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +55,13 @@ def test_test_with_ckpt_path_last_evaluates_the_latest_fit(tmp_path) -> None:
     assert all(torch.equal(v, trained[k]) for k, v in tested.model.model.state_dict().items())
     weights = _report(tmp_path / "logs" / "lit_robust" / "version_1")["provenance"]["weights"]
     assert weights == {"source": "checkpoint", "path": str(last), "epoch": 0, "step": 2}
+
+
+def test_ckpt_path_last_refuses_a_checkpoint_of_another_method(tmp_path) -> None:
+    cli(["fit", *TINY, *SHORT_FIT])  # AdversarialTraining, version_0
+    with pytest.raises(ConfigurationError, match="written by lit_robust.methods.AdversarialTr"):
+        cli(["test", *TINY, "--model", "StandardTraining", "--model.backbone", "tiny_cnn",
+             "--ckpt_path", "last"])
 
 
 def test_test_after_fit_reports_the_checkpoint_it_tested(tmp_path) -> None:
