@@ -10,7 +10,11 @@ Runs, one after the other on one CUDA device:
 3. ``certify_throughput.py``: certification at n = 100,000 against plain forward throughput
    (target ≥ 0.90; ≤ 0.5 s per image on an H200);
 4. ``mrc_search.py``: RiFT's MRC search against the reference structure, on the robust
-   ResNet-18 of ``--models-root`` and CIFAR-10 images of ``--data-root``.
+   ResNet-18 of ``--models-root`` and CIFAR-10 images of ``--data-root``;
+5. ``loader_throughput.py``: the ordinary loader and the device cache against PGD-10 AT
+   images/s, on CIFAR-10 images of ``--data-root`` (target loader ÷ AT ≥ 3);
+6. ``compile_effect.py``: ``compile_model`` (inductor) and bf16 autocast against eager fp32
+   for one PGD-10 AT step.
 
 Each writes its JSON under ``--results`` (``gpu_suite_<step>.json``); the suite prints one table
 at the end and writes ``gpu_suite_summary.json``. ``--smoke`` runs the same steps at tiny sizes
@@ -69,6 +73,21 @@ def steps(smoke: bool, models_root: Path, results: Path) -> dict[str, list[str]]
             "--epochs", "1" if smoke else "2", "--batch-size", "8" if smoke else "256",
             "--json", str(results / "gpu_suite_mrc_search.json"),
         ],
+        "loader_throughput": [
+            "loader_throughput.py", "--model", model, "--device", device, *bf16,
+            "--samples-per-class", "20" if smoke else "2000",
+            "--batch-size", "16" if smoke else "512", "--num-workers", "0" if smoke else "8",
+            "--batches", "4" if smoke else "50", "--at-batches", "1" if smoke else "10",
+            "--steps", "2" if smoke else "10", "--repeats", "1" if smoke else "3",
+            "--output", str(results / "gpu_suite_loader_throughput"),
+        ],
+        "compile_effect": [
+            "compile_effect.py", "--model", model, "--device", device,
+            "--backend", "eager" if smoke else "inductor",
+            "--batch-size", "8" if smoke else "512", "--steps", "1" if smoke else "10",
+            "--iterations", "1" if smoke else "10", "--repeats", "1" if smoke else "3",
+            "--output", str(results / "gpu_suite_compile_effect"),
+        ],
     }
 
 
@@ -99,12 +118,14 @@ def summary_lines(outcomes: dict[str, dict]) -> list[str]:
             lines.append(f"| {name} | **failed** | see gpu_suite_summary.json |")
             continue
         result = outcome["result"]
-        for row in result if isinstance(result, list) else [result]:
-            label = ", ".join(f"{key}={row[key]}" for key in ("method", "batch_size")
+        rows = result if isinstance(result, list) else result.get("settings", [result])
+        for row in rows:
+            label = ", ".join(f"{key}={row[key]}" for key in ("method", "batch_size",
+                                                                "precision", "compiled")
                               if key in row)
             for key, value in row.items():
                 if any(word in key for word in ("ratio", "efficiency", "speedup", "per_s",
-                                                "seconds_per_image")):
+                                                "seconds_per_image", "over_at")):
                     lines.append(f"| {name} {label} | {key} | {value} |")
             if name == "fit_overhead" and row.get("method") == "at":
                 epoch = CIFAR10_TRAIN_IMAGES / row["lightning_images_per_s"]

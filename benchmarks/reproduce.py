@@ -106,17 +106,15 @@ def reproduce(paper_name: str, scale: str, results_dir: Path, work: Path,
     result: dict = {"paper": paper_name, "scale": scale, "command": command,
                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     missing = missing_pieces(paper_name)
-    if missing or paper_name not in PLANS:
+    if missing:
         result.update(status="skipped", message=(
             f"skipped: {paper_name} needs {', '.join(missing)}, which lit_robust does not have "
-            "yet; no numbers are reported" if missing else
-            f"skipped: {paper_name}'s methods and configs exist but its runs are not wired "
-            "into the suite yet; no numbers are reported"))
+            "yet; no numbers are reported"))
         return _write(result, results_dir)
     paper = PLANS[paper_name](scale, work, models)
     start = time.perf_counter()
     facts = run_all(paper.runs, work)
-    compared = [run.name for run in paper.runs if run.name != "source"]
+    compared = [run.name for run in paper.runs if run.reported]
     comparison = compare([work / name / "report.json" for name in compared], rows=["run"],
                          metrics=paper.metrics, baseline=paper.baseline)
     comparison.write(work / "comparison", name=f"reproduce_{paper_name}_{scale}")

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import transfer_study  # beside this file, like this module for reproduce.py
+
 REPO = Path(__file__).resolve().parents[1]
 PAPERS = ("twins", "rift", "cartl", "study")
 SCALES = ("smoke", "cpu", "gpu")
@@ -20,10 +22,12 @@ SHARED_MODEL = "cifar10_resnet18_fgsm_rs.pt"
 
 @dataclass(frozen=True)
 class Run:
-    """One ``lit-robust`` call; its report is ``<work>/<name>/report.json``."""
+    """One ``lit-robust`` call; its report is ``<work>/<name>/report.json``, unless
+    ``reported`` is false (a source model's training, which other runs start from)."""
 
     name: str
     args: tuple[str, ...]
+    reported: bool = True
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,7 @@ def rift(scale: str, work: Path, models: Path) -> Paper:
             "--model.init_args.attack.init_args.steps", str(source["steps"]),
             "--trainer.max_epochs", str(source["epochs"]),
             "--trainer.logger.init_args.version", "0",
-            *_common(work, "source", size["workers"]))))
+            *_common(work, "source", size["workers"])), reported=False))
         pretrained = work / "source" / "lit_robust" / "version_0" / "checkpoints" / "last.ckpt"
     data = ["--data.init_args.batch_size", str(size["batch"]), "--data.init_args.val_size", "1000"]
     for key, option in (("train", "samples_per_class"), ("val", "val_samples_per_class"),
@@ -285,7 +289,45 @@ def cartl(scale: str, work: Path, models: Path) -> Paper:
     )
 
 
-PLANS = {"twins": twins, "rift": rift, "cartl": cartl}
+STUDY_NAMES = {"random": "random init", "st": "ST", "simclr": "SimCLR", "at": "AT",
+               "cr": "CR"}
+
+
+def study(scale: str, work: Path, models: Path) -> Paper:
+    """Random init vs ST and SimCLR pre-training, each fine-tuned with AT and with CR: the
+    runs and sizes of ``benchmarks/transfer_study.py`` (its default sources and fine-tunings)."""
+    sources, finetuning = transfer_study.DEFAULT_SOURCES, transfer_study.DEFAULT_FINETUNING
+    runs = [Run(name, tuple(args), reported=not name.startswith("pre_"))
+            for name, args in transfer_study.runs(scale, work, sources, finetuning)]
+    name = transfer_study.run_name
+    claims = [Claim(f"{STUDY_NAMES[source]} pre-training raises {metric} over random init "
+                    f"({STUDY_NAMES[finetune]} fine-tuning)", metric, name(source, finetune),
+                    name("random", finetune), "up")
+              for finetune in finetuning for source in sources if source != "random"
+              for metric in ("SA", "RA-WB")]
+    return Paper(
+        title="A Study of the Effects of Transfer Learning on Adversarial Robustness "
+              "(Vaishnavi, Eykholt and Rahmati, TMLR)",
+        setting=("sources pre-trained on the Tiny-ImageNet subset of ../shared/data (none for "
+                 "random init; configs/experiments/transfer/self_contained/pretrain_{st,simclr}"
+                 ".yaml), fine-tuned on the GTSRB subset with AT (L2 ε 0.5, 3 steps) or CR "
+                 "(σ 0.5) (finetune_{at,cr}.yaml); "
+                 + ("resnet18, the source at 64 px" if scale == "gpu" else "tiny_cnn at 32 px")
+                 + "; RA-WB APGD-CE and RA-BB Square at L2 0.5 (certified accuracy and ACR at "
+                 "σ 0.5, on the certification's fewer images, are in each run's report.json)"),
+        runs=runs, metrics=list(transfer_study.ACCURACY_METRICS),
+        baseline=name("random", finetuning[0]), claims=claims,
+        paper_setting=("the paper pre-trains ResNet-50 on ImageNet and fine-tunes on 12 "
+                       "downstream sets at 224 px; GTSRB is not among them and its numbers are "
+                       "not transcribed here: compare the direction it reports, supervised and "
+                       "SimCLR pre-training above random init in SA and in robustness, with AT "
+                       "and with CR fine-tuning (the gain in robustness following the gain in "
+                       "SA)"),
+        paper_values={},
+    )
+
+
+PLANS = {"twins": twins, "rift": rift, "cartl": cartl, "study": study}
 
 # What each not-yet-standard paper needs before it can run: methods and scenario configs.
 NEEDS = {

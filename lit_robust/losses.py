@@ -74,7 +74,8 @@ def consistency_loss(
     return cross_entropy + consistency_weight * kl + entropy_weight * entropy
 
 
-def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float,
+            candidates: tuple[Tensor, Tensor] | None = None, offset: int = 0) -> Tensor:
     """SimCLR's normalized temperature-scaled cross-entropy over the 2N views of N images.
 
     The embeddings are L2-normalized; for view ``a`` of image ``n`` the positive is the
@@ -82,10 +83,18 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
     ``ℓ = −log( exp(s⁺/τ) / Σ_{k ≠ a} exp(s_k/τ) )`` with cosine similarities ``s``,
     averaged over all 2N views.
 
+    With ``candidates`` (the views of a larger batch of M images that holds this one at rows
+    ``offset … offset + N − 1``, e.g. every process's batch gathered under DDP), the anchors
+    are still the 2N local views, but positives and negatives come from the 2M candidates:
+    the mean of this loss over the disjoint slices of a batch is the loss of the whole batch.
+
     Args:
         z1: projections of the first views, shape (N, D).
         z2: projections of the second views, shape (N, D), row n the same image as in ``z1``.
         temperature: τ > 0 (0.5 for CIFAR-size images, 0.1 for ImageNet in the paper).
+        candidates: first and second views of the whole batch, each (M, D), or ``None``
+            (the batch is ``z1``, ``z2`` themselves).
+        offset: row of ``z1[0]`` in ``candidates``.
 
     Returns:
         A scalar tensor.
@@ -97,12 +106,23 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
         )
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    batch = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-    similarity = z @ z.T / temperature
-    self_pairs = torch.eye(2 * batch, dtype=torch.bool, device=z.device)
+    c1, c2 = (z1, z2) if candidates is None else candidates
+    batch, total = z1.shape[0], c1.shape[0]
+    if c1.shape != c2.shape or c1.shape[1:] != z1.shape[1:] or not 0 <= offset <= total - batch:
+        raise ValueError(
+            f"candidates must be two (M, {z1.shape[1]}) batches holding the {batch} local "
+            f"images at rows offset..offset+{batch - 1}; got {tuple(c1.shape)}, "
+            f"{tuple(c2.shape)} and offset {offset}"
+        )
+    anchors = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    keys = F.normalize(torch.cat([c1, c2]).float(), dim=1)
+    similarity = anchors @ keys.T / temperature
+    rows = torch.arange(batch, device=z1.device) + offset
+    own = torch.cat([rows, rows + total])  # column of each anchor itself
+    self_pairs = torch.zeros_like(similarity, dtype=torch.bool)
+    self_pairs[torch.arange(2 * batch, device=z1.device), own] = True
     similarity = similarity.masked_fill(self_pairs, float("-inf"))
-    positives = torch.arange(2 * batch, device=z.device).roll(batch)
+    positives = torch.cat([rows + total, rows])
     return F.cross_entropy(similarity, positives)
 
 

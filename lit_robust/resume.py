@@ -10,6 +10,14 @@ progress. Bit-identical resumption needs two more things, both saved in every ch
   and dropout draw from: :class:`RandomStateCheckpoint` saves them and restores them just
   before the first training batch after the resume, which is the moment they were saved at.
 
+What a checkpoint does not hold is what Lightning accumulates for the epoch-level train
+metrics (everything logged with ``on_epoch=True``: ``train/loss``, ``train/acc``, a method's
+extra losses). After a resume in mid-epoch, the values of that one epoch therefore average only
+the batches trained after the resume; later epochs are whole. :class:`RandomStateCheckpoint`
+says so when it happens (a warning naming the epoch and the batch) and logs
+``train/resumed_at_batch`` (the epoch's first batch after the resume) in that epoch, so the
+partial epoch is visible in TensorBoard.
+
 ``--ckpt_path last`` finds the newest ``last.ckpt`` of earlier runs with
 :func:`find_last_checkpoint`.
 """
@@ -24,12 +32,17 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
 
 _VERSION = re.compile(r"version_(\d+)$")
 
 
 class RandomStateCheckpoint(Callback):
-    """Save the global random states in checkpoints; restore them when training resumes."""
+    """Save the global random states in checkpoints; restore them when training resumes.
+
+    A resume in mid-epoch is also reported: a warning and ``train/resumed_at_batch`` say that
+    the epoch-level train metrics of that epoch cover only its batches from then on.
+    """
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
@@ -54,6 +67,8 @@ class RandomStateCheckpoint(Callback):
         if self._pending is None:
             return
         state, self._pending = self._pending, None
+        if batch_idx > 0:
+            _report_partial_epoch(trainer, pl_module, batch_idx)
         torch.set_rng_state(state["torch"])
         if state["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
@@ -62,6 +77,18 @@ class RandomStateCheckpoint(Callback):
                              numpy["has_gauss"], numpy["cached_gaussian"]))
         version, python_state, gauss = state["python"]
         random.setstate((version, tuple(python_state), gauss))
+
+
+def _report_partial_epoch(trainer: Trainer, pl_module: LightningModule, batch_idx: int) -> None:
+    total = trainer.num_training_batches
+    rest = f"last {total - batch_idx} batches" if total != float("inf") else "remaining batches"
+    rank_zero_warn(
+        f"training resumed in mid-epoch: epoch {trainer.current_epoch} restarts at batch "
+        f"{batch_idx} of {total}, so its epoch-level train metrics (train/loss, train/acc and "
+        f"whatever else is logged with on_epoch=True) average only its {rest}; later epochs "
+        "are whole. train/resumed_at_batch marks this epoch in the logs"
+    )
+    pl_module.log("train/resumed_at_batch", float(batch_idx), on_step=False, on_epoch=True)
 
 
 def find_last_checkpoint(run_folder: str | Path, version: int | str | None = None) -> Path | None:

@@ -8,11 +8,18 @@ Applied to the parsed configuration before anything is built:
   ``trainer.default_root_dir``, else to the working directory;
 - ``--ckpt_path last`` becomes the newest ``last.ckpt`` of the logger's earlier versions
   (``<save_dir>/<name>/version_*/checkpoints/last.ckpt``) and the run logs into that
-  version's folder; with no such file it is an error, never a silent fresh start.
+  version's folder; with no such file it is an error, never a silent fresh start;
+- that checkpoint must come from a run of the same method with the same settings: its saved
+  hyperparameters are compared with this command's model arguments (those this command
+  leaves unset, ``null``, are not compared), and any difference is an error that lists the
+  differing settings and names an earlier run with these settings, if there is one. Runs of
+  several configs can share one log folder, and LightningCLI would otherwise resume (or test)
+  the newest of them with its own settings instead of the ones on the command line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,30 +62,103 @@ def configure_run_folders(config: Namespace) -> None:
         model_arguments.report_dir = str(root or Path.cwd())
     if config.get("ckpt_path") == "last":
         config.ckpt_path = str(_last_checkpoint(logger, root))
-        _check_same_method(Path(config.ckpt_path), model)
+        _check_same_run(Path(config.ckpt_path), model)
 
 
-def _check_same_method(path: Path, model: Any) -> None:
-    """Refuse a ``last`` checkpoint written by another method than the one requested.
+def _saved_hyperparameters(path: Path) -> dict[str, Any]:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return dict(checkpoint.get("hyper_parameters") or {})
 
-    Runs of several configs may share one log folder; the newest ``last.ckpt`` there can belong
-    to another method with the same architecture, whose weights would then be evaluated (or
-    resumed) under this config without any error.
+
+def _check_same_run(path: Path, model: Any) -> None:
+    """Refuse a ``last`` checkpoint written by another method, or by the same method with
+    other settings, than the ones requested.
 
     Raises:
-        ConfigurationError: the checkpoint's method differs from ``model.class_path``.
+        ConfigurationError: the checkpoint's method differs from ``model.class_path``, or a
+            saved hyperparameter differs from this command's model argument.
     """
     requested = model.get("class_path") if isinstance(model, Namespace) else None
     if requested is None:
         return
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    saved = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
-    if saved is not None and saved != requested:
+    saved = _saved_hyperparameters(path)
+    method = saved.get("_class_path")
+    if method is None:  # not written through the CLI: no comparable settings
+        return
+    if method != requested:
         raise ConfigurationError(
-            f"--ckpt_path last resolved to {path}, written by {saved}, but this command runs "
+            f"--ckpt_path last resolved to {path}, written by {method}, but this command runs "
             f"{requested}; pass that run's checkpoint explicitly (--ckpt_path <path>) or pin "
             "the version with --trainer.logger.init_args.version N"
         )
+    arguments = model.get("init_args")
+    current = arguments.as_dict() if isinstance(arguments, Namespace) else {}
+    differing = setting_differences(saved, current)
+    if not differing:
+        return
+    same = _run_with_settings(path, requested, current)
+    where = (f"the newest earlier run with this command's settings is {same}"
+             if same is not None else
+             "no earlier run there has this command's settings (drop --ckpt_path to start one)")
+    raise ConfigurationError(
+        f"--ckpt_path last resolved to {path}, a run of {method} with other settings than this "
+        f"command's: {'; '.join(differing)}. Pass the checkpoint to use explicitly "
+        f"(--ckpt_path <path>; it then runs with that checkpoint's settings); {where}"
+    )
+
+
+def _run_with_settings(path: Path, method: str, current: Mapping[str, Any]) -> Path | None:
+    """The newest other ``last.ckpt`` beside ``path``'s version folder whose method and
+    settings match."""
+    if run_version(path) is None:  # no logger: a single checkpoints/ folder
+        return None
+    versions = path.parent.parent.parent
+    others = [p for p in versions.glob("version_*/checkpoints/last.ckpt") if p != path]
+    for other in sorted(others, key=lambda p: (p.stat().st_mtime, run_version(p) or -1),
+                        reverse=True):
+        saved = _saved_hyperparameters(other)
+        if saved.get("_class_path") == method and not setting_differences(saved, current):
+            return other
+    return None
+
+
+def setting_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``"<key>: <saved> in the checkpoint, <current> now"`` for every setting that both hold
+    and that differs; nested settings (an attack's ``init_args``) are compared one by one as
+    ``attack.init_args.steps``. Keys starting with ``_`` (LightningCLI's bookkeeping) and
+    settings that ``current`` leaves ``None`` (resolved at run time, e.g. ``num_classes``
+    from the data) are skipped."""
+    flat_saved, flat_current = _flatten(saved), _flatten(current)
+    return [
+        f"{key}: {_short(flat_saved[key])} in the checkpoint, {_short(value)} now"
+        for key, value in flat_current.items()
+        if key in flat_saved and not key.startswith("_") and value is not None
+        and _plain(flat_saved[key]) != _plain(value)
+    ]
+
+
+def _flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, Namespace):
+            value = value.as_dict()
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so that a YAML list equals the same saved tuple."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _last_checkpoint(logger: Namespace | None, root: str | None) -> Path:

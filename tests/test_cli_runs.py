@@ -12,6 +12,7 @@ import torch
 
 from lit_robust.errors import ConfigurationError
 from lit_robust.main import cli, main
+from lit_robust.run_folders import setting_differences
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--config", str(REPO / "tests/conf/tiny_model.yaml"),
@@ -62,6 +63,42 @@ def test_ckpt_path_last_refuses_a_checkpoint_of_another_method(tmp_path) -> None
     with pytest.raises(ConfigurationError, match="written by lit_robust.methods.AdversarialTr"):
         cli(["test", *TINY, "--model", "StandardTraining", "--model.backbone", "tiny_cnn",
              "--ckpt_path", "last"])
+
+
+def test_ckpt_path_last_refuses_a_run_with_other_settings(tmp_path) -> None:
+    cli(["fit", *TINY, *SHORT_FIT, "--model.lr", "0.05"])  # version_0
+    cli(["fit", *TINY, *SHORT_FIT])  # version_1, newer, the config's lr 0.1
+    with pytest.raises(ConfigurationError) as refused:
+        cli(["test", *TINY, "--model.lr", "0.05", "--ckpt_path", "last"])
+    message = str(refused.value)
+    assert message.startswith(
+        "--ckpt_path last resolved to logs/lit_robust/version_1/checkpoints/last.ckpt, a run of "
+        "lit_robust.methods.AdversarialTraining with other settings than this command's: lr: "
+        "0.1 in the checkpoint, 0.05 now. Pass the checkpoint to use explicitly")
+    assert message.endswith("the newest earlier run with this command's settings is "
+                            "logs/lit_robust/version_0/checkpoints/last.ckpt")
+    # nested settings are compared one by one, for a resumed fit as for a test
+    with pytest.raises(ConfigurationError, match=(
+            r"other settings than this command's: attack\.init_args\.steps: 1 in the checkpoint, "
+            r"2 now\. .*no earlier run there has this command's settings")):
+        cli(["fit", *TINY, *SHORT_FIT, "--model.attack.init_args.steps", "2", "--ckpt_path",
+             "last"])
+    # the same settings as the newest run: resolved as before
+    tested = cli(["test", *TINY, "--ckpt_path", "last"])
+    assert tested.trainer.logger.version == 1
+
+
+def test_setting_differences_skip_unset_and_bookkeeping_keys() -> None:
+    saved = {"_class_path": "A", "lr": 0.1, "num_classes": 10, "mean": (0.5, 0.5),
+             "attack": {"class_path": "P", "init_args": {"eps": 0.03, "steps": 1}}}
+    same = {"lr": 0.1, "num_classes": None, "mean": [0.5, 0.5], "report_dir": "x",
+            "attack": {"class_path": "P", "init_args": {"eps": 0.03, "steps": 1}}}
+    assert setting_differences(saved, same) == []
+    other = {**same, "mean": [0.4, 0.5], "attack": {"class_path": "P",
+                                                    "init_args": {"eps": 0.03, "steps": 3}}}
+    assert setting_differences(saved, other) == [
+        "mean: (0.5, 0.5) in the checkpoint, [0.4, 0.5] now",
+        "attack.init_args.steps: 1 in the checkpoint, 3 now"]
 
 
 def test_test_after_fit_reports_the_checkpoint_it_tested(tmp_path) -> None:

@@ -1,5 +1,7 @@
 """A ``fit`` killed with SIGKILL in mid-epoch and resumed with ``--ckpt_path last`` ends with
-the very weights and validation metrics of an uninterrupted run (deterministic, CPU)."""
+the very weights and validation metrics of an uninterrupted run (deterministic, CPU); the
+epoch-level train metrics of the interrupted epoch cover only its resumed part, and the resume
+says so."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_robust.main import cli
 from tests.shared_paths import shared_data_root
@@ -86,6 +89,13 @@ def _killed_run(tmp_path: Path, args: list[str]) -> None:
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
 
 
+def _scalars(folder: Path, tag: str) -> dict[int, float]:
+    """``{step: value}`` of a TensorBoard tag over every event file of a run folder."""
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {event.step: event.value for event in events.Scalars(tag)}
+
+
 def _state(run) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in run.model.model.state_dict().items()}
 
@@ -107,7 +117,10 @@ def test_a_killed_fit_resumes_to_the_uninterrupted_result(method: str, tmp_path:
     last = tmp_path / "interrupted" / "lit_robust" / "version_0" / "checkpoints" / "last.ckpt"
     saved = torch.load(last, map_location="cpu", weights_only=False)
     assert saved["global_step"] == 6 and saved["epoch"] == 1  # in mid-epoch
-    resumed = cli(["fit", *interrupted, "--ckpt_path", "last"])
+    with pytest.warns(UserWarning, match="resumed in mid-epoch: epoch 1 restarts at batch 1 of "
+                                         "5, so its epoch-level train metrics .* average only "
+                                         "its last 4 batches"):
+        resumed = cli(["fit", *interrupted, "--ckpt_path", "last"])
     assert resumed.trainer.global_step == 15
     assert resumed.trainer.logger.version == 0  # logs into the killed run's folder
     assert not (tmp_path / "interrupted" / "lit_robust" / "version_1").exists()
@@ -119,6 +132,17 @@ def test_a_killed_fit_resumes_to_the_uninterrupted_result(method: str, tmp_path:
     metrics = {k: v for k, v in whole.trainer.callback_metrics.items() if k.startswith("val/")}
     assert metrics and all(
         torch.equal(v, resumed.trainer.callback_metrics[k]) for k, v in metrics.items())
+    # epoch 1's train/loss covers batches 1-4 after the resume, all 5 without one
+    run = Path("lit_robust") / "version_0"
+    losses = list(_scalars(tmp_path / "whole" / run, "train/loss_step").values())
+    whole_epochs = _scalars(tmp_path / "whole" / run, "train/loss_epoch")
+    resumed_epochs = _scalars(tmp_path / "interrupted" / run, "train/loss_epoch")
+    epoch_1 = sorted(whole_epochs)[1]
+    assert len(losses) == 15
+    assert whole_epochs[epoch_1] == pytest.approx(sum(losses[5:10]) / 5, rel=1e-5)
+    assert resumed_epochs[epoch_1] == pytest.approx(sum(losses[6:10]) / 4, rel=1e-5)
+    assert _scalars(tmp_path / "interrupted" / run, "train/resumed_at_batch") == {epoch_1: 1.0}
+    assert "train/resumed_at_batch" not in whole.trainer.callback_metrics
     if method == "RiFT":
         assert resumed.model.finetuned_modules == whole.model.finetuned_modules
         assert resumed.model.alpha == whole.model.alpha

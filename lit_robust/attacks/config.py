@@ -7,6 +7,8 @@ them (``class_path: lit_robust.attacks.PGDAttack``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -84,9 +86,15 @@ class PGDAttack:
 
     @property
     def name(self) -> str:
-        """A short, unique-enough label such as ``pgd10x3_linf_eps0.0314``."""
+        """A short label such as ``pgd10x3_linf_eps0.03137``: steps, restarts (when more than
+        one), norm and ε; a step size other than the default 2.5·ε/steps is added, as in
+        ``pgd10_linf_eps0.03137_step0.003922``."""
         restarts = f"x{self.restarts}" if self.restarts > 1 else ""
-        return f"pgd{self.steps}{restarts}_{self.norm}_eps{self.eps:.4g}"
+        label = f"pgd{self.steps}{restarts}_{self.norm}_eps{self.eps:.4g}"
+        if not math.isclose(self.step_size, default_step_size(self.eps, self.steps),
+                            rel_tol=1e-5, abs_tol=1e-12):
+            label += f"_step{self.step_size:.4g}"
+        return label
 
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None

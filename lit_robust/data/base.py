@@ -16,7 +16,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lit_robust.data.datasets import ImageDataset
+from lit_robust.data.device_cache import CachedBatch, DeviceImageCache, identity_collate
 from lit_robust.data.images import ImageSplit
 from lit_robust.data.layouts import DatasetLayout, DatasetNotFoundError, Split, not_found_message
 from lit_robust.data.sampling import ResumableRandomSampler
@@ -39,6 +40,7 @@ from lit_robust.data.splits import (
 )
 from lit_robust.data.transforms import (
     RESIZE_POLICIES,
+    Preparation,
     ResizePolicy,
     preparations,
     to_float,
@@ -111,6 +113,13 @@ class RobustDataModule(LightningDataModule):
         cache_in_memory: decode the selected images once, at setup, and keep them in memory as
             ``uint8``; otherwise decode on every access (large datasets).
         pin_memory: pin batches in page-locked memory (only when CUDA is available).
+        device_cache: keep the prepared training images as one ``uint8`` tensor on the model's
+            device and crop and flip them there, per batch
+            (:mod:`lit_robust.data.device_cache`): the training loader then yields only
+            indices and crop offsets (in the main process; ``num_workers`` applies to the
+            evaluation loaders), and :meth:`on_after_batch_transfer` builds the images. For
+            datasets that fit in device memory (CIFAR, SVHN, GTSRB, Tiny-ImageNet); not with
+            ``resize="resize_center_crop"``.
     """
 
     dataset_name: ClassVar[str]
@@ -143,6 +152,7 @@ class RobustDataModule(LightningDataModule):
         augment: bool = True,
         cache_in_memory: bool = True,
         pin_memory: bool = True,
+        device_cache: bool = False,
     ) -> None:
         super().__init__()
         for name, value in [("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
@@ -211,15 +221,22 @@ class RobustDataModule(LightningDataModule):
         self.test_indices_arg = test_indices
         self.image_size: int = image_size or self.default_image_size
         self.resize: ResizePolicy = self._resolve_resize(resize)
+        if device_cache and self.resize == "resize_center_crop":
+            raise ValueError(
+                f"device_cache=True crops and flips cached images of one size, but "
+                f"{self.dataset_name} uses resize='resize_center_crop' (random resized crops); "
+                "pass resize='resize' or device_cache=False"
+            )
         self.crop_padding = crop_padding
         self.augment = augment
         self.cache_in_memory = cache_in_memory
         self.pin_memory = pin_memory
+        self.device_cache = device_cache
 
         self.train_indices: Tensor | None = None
         self.val_indices: Tensor | None = None
         self.test_indices: Tensor | None = None
-        self.train_dataset: ImageDataset | None = None
+        self.train_dataset: ImageDataset | DeviceImageCache | None = None
         self.val_dataset: ImageDataset | None = None
         self.test_dataset: ImageDataset | None = None
         self._location: tuple[DatasetLayout, Path] | None = None
@@ -346,14 +363,17 @@ class RobustDataModule(LightningDataModule):
             self._split_train()
         if stage in (None, "fit") and self.train_dataset is None:
             train_prepare, eval_prepare = preparations(self.resize, self.image_size)
-            if self.augment:
-                prepare = train_prepare
-                transform = training_augmentation(self.resize, self.image_size,
-                                                  self.crop_padding, self.horizontal_flip)
+            if self.device_cache:
+                self.train_dataset = self._device_cache(eval_prepare)
             else:
-                prepare, transform = eval_prepare, to_float
-            self.train_dataset = ImageDataset(self._full_train.subset(self.train_indices),
-                                              prepare, transform, self.cache_in_memory)
+                if self.augment:
+                    prepare = train_prepare
+                    transform = training_augmentation(self.resize, self.image_size,
+                                                      self.crop_padding, self.horizontal_flip)
+                else:
+                    prepare, transform = eval_prepare, to_float
+                self.train_dataset = ImageDataset(self._full_train.subset(self.train_indices),
+                                                  prepare, transform, self.cache_in_memory)
         has_val = self.val_indices is not None and len(self.val_indices) > 0
         if stage in (None, "fit", "validate") and self.val_dataset is None and has_val:
             self.val_dataset = self._evaluation_dataset(self._full_train.subset(self.val_indices))
@@ -361,6 +381,13 @@ class RobustDataModule(LightningDataModule):
             test = self._read("test")
             self.test_indices = torch.from_numpy(self._test_subset(test))
             self.test_dataset = self._evaluation_dataset(test.subset(self.test_indices))
+
+    def _device_cache(self, prepare: Preparation) -> DeviceImageCache:
+        """The training images, prepared for evaluation and decoded once, for the device."""
+        split = self._full_train.subset(self.train_indices)
+        return DeviceImageCache.from_dataset(
+            ImageDataset(split, prepare, to_float, cache=True), self.image_size,
+            self.crop_padding if self.augment else 0, self.augment and self.horizontal_flip)
 
     def _test_subset(self, test: ImageSplit) -> np.ndarray:
         """Indices of the evaluated test images (see the subset arguments)."""
@@ -446,6 +473,24 @@ class RobustDataModule(LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Build the images of a device-cache batch on its device (other batches unchanged).
+
+        Lightning calls this after moving each batch to the device; outside Lightning, call it
+        on the batches of :meth:`train_dataloader` when ``device_cache=True``.
+        """
+        if not isinstance(batch, CachedBatch):
+            return batch
+        images, labels = self.train_dataset.materialize(batch)
+        if self.trainer is not None:  # the dtype cast Lightning gives ordinary batches
+            images = self.trainer.precision_plugin.convert_input(images)
+        return images, labels
+
+    def teardown(self, stage: str) -> None:
+        """Free the device copy of the device cache after fitting."""
+        if stage == "fit" and isinstance(self.train_dataset, DeviceImageCache):
+            self.train_dataset.release()
+
     def train_dataloader(self) -> DataLoader:
         """Shuffled, augmented training batches in a resumable order
         (:class:`~lit_robust.data.sampling.ResumableRandomSampler`): the order's seed is drawn
@@ -458,6 +503,9 @@ class RobustDataModule(LightningDataModule):
         if self._resume_at is not None:
             sampler.start_at(*self._resume_at)
             self._resume_at = None
+        if isinstance(self.train_dataset, DeviceImageCache):
+            return DataLoader(self.train_dataset, batch_size=self.batch_size, sampler=sampler,
+                              collate_fn=identity_collate)
         return self._loader(self.train_dataset, self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader | list:

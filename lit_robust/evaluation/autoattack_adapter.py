@@ -10,8 +10,13 @@ The adapter only prepares what the official code needs and records its results:
   fails on channels_last or otherwise non-contiguous batches (DESIGN §7);
 - the seed is fixed and the caller's random number generators are restored afterwards
   (AutoAttack re-seeds the global generators before every attack);
-- AutoAttack's messages go to the ``lit_robust.evaluation.autoattack_adapter`` logger, and the
-  trace function that its dynamic-defense check clears (a debugger's, coverage's) is restored.
+- AutoAttack's progress messages are printed on rank 0 with ``verbose`` (else logged at DEBUG
+  level to the ``lit_robust.evaluation.autoattack_adapter`` logger), its warnings are logged
+  at WARNING level there, and the trace function that its dynamic-defense check clears (a
+  debugger's, coverage's) is restored;
+- with progress lines on (:func:`~lit_robust.evaluation.base.enable_progress`), rank 0 prints
+  ``<name>: i/N attack runs, elapsed, ETA`` after each attack on each batch
+  (:mod:`lit_robust.progress`).
 
 Bookkeeping: the attacks run one at a time in AutoAttack's order, each through
 ``AutoAttack.run_standard_evaluation`` with ``attacks_to_run=[attack]`` on the points that are
@@ -22,6 +27,7 @@ cumulative robust accuracy after every attack recorded.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +42,7 @@ from lit_robust.attacks.pgd import check_budget
 from lit_robust.evaluation.accuracy import accuracy
 from lit_robust.evaluation.base import Evaluator
 from lit_robust.evaluation.runner import attack_mode
+from lit_robust.progress import is_rank_zero, write_line
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +77,22 @@ class _ContiguousGradientModel(nn.Module):
 
 
 class _RoutedLog(logging.LoggerAdapter):
-    """AutoAttack's logger: progress (its ``debug`` calls) at INFO when verbose, else DEBUG."""
+    """AutoAttack's logger: its progress messages (``debug`` and ``info`` calls) are printed
+    as ``<prefix>: <message>`` on rank 0 when verbose, else logged at DEBUG level; warnings
+    and errors are logged as they are."""
 
-    def __init__(self, verbose: bool) -> None:
+    def __init__(self, verbose: bool, prefix: str) -> None:
         super().__init__(logger, {})
-        self.progress_level = logging.INFO if verbose else logging.DEBUG
+        self.verbose = verbose
+        self.prefix = prefix
 
-    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
-        self.log(self.progress_level, msg, *args, **kwargs)
+    def _progress(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.verbose:
+            self.log(logging.DEBUG, msg, *args, **kwargs)
+        elif is_rank_zero():
+            write_line(f"{self.prefix}: {str(msg) % args if args else msg}")
+
+    debug = info = _progress
 
 
 @contextmanager
@@ -137,8 +152,9 @@ class AutoAttackEvaluator(Evaluator):
         square_n_queries: query budget of Square (custom; default 5,000).
         batch_size: examples per attack call inside one test batch.
         seed: seed of AutoAttack's random starts (the same for every batch, as in AutoAttack).
-        verbose: log AutoAttack's progress at INFO instead of DEBUG level; its warnings (e.g.
-            a randomized defense or zero gradients) are always logged at WARNING level.
+        verbose: print AutoAttack's own progress messages (rank 0) instead of logging them
+            at DEBUG level; its warnings (e.g. a randomized defense or zero gradients) are
+            always logged at WARNING level.
         name: metric name (see above).
 
     Raises:
@@ -234,7 +250,7 @@ class AutoAttackEvaluator(Evaluator):
         adversary = AutoAttack(model, norm=self.norm, eps=self.eps, version=self.version,
                                attacks=self.attacks if custom else None, seed=self.seed,
                                device=device)
-        routed = _RoutedLog(self.verbose)
+        routed = _RoutedLog(self.verbose, self.name)
         adversary.logger = routed
         s = self.settings
         if custom and (s["apgd_n_iter"] is not None or s["apgd_n_restarts"] is not None):
@@ -278,6 +294,10 @@ class AutoAttackEvaluator(Evaluator):
             )
 
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
+        images = self.images_on_this_rank()
+        batches = None if images is None else math.ceil(images / max(len(y), 1))
+        progress = self.progress(None if batches is None else batches * len(self.attacks),
+                                 "attack runs")
         x, y = self.real_images(x, y)
         if y.numel() == 0:
             return
@@ -303,6 +323,7 @@ class AutoAttackEvaluator(Evaluator):
                     )
                     robust[remaining] = y_adv == y[remaining]
                 self.robust_count[index] += robust.sum()
+                progress.advance(detail=attack)
         self.total += y.numel()
 
     def compute(self) -> dict[str, float]:

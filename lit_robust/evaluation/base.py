@@ -18,6 +18,11 @@ images so that every rank gets as many. An evaluator numbers the images it sees 
 (:meth:`Evaluator.set_dataset_size`; a method's ``test`` and :func:`~lit_robust.evaluation.
 runner.evaluate` set it from the test loader), :meth:`Evaluator.real_images` drops the padding
 copies, whose index is at least the size.
+
+Evaluators whose work on one batch (or in :meth:`Evaluator.run_standalone`) is long print
+progress lines with an ETA (:mod:`lit_robust.progress`) when :func:`enable_progress` turned
+them on: a method's ``test`` does so when its trainer shows a progress bar, ``evaluate`` by
+default.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
+
+from lit_robust.progress import Progress
 
 
 class Evaluator(Metric):
@@ -50,6 +57,8 @@ class Evaluator(Metric):
         self.dataset_size: int | None = None
         self._seen = 0
         self._warned_unknown_size = False
+        self.progress_enabled = False
+        self._progress: Progress | None = None
 
     @property
     def name(self) -> str:
@@ -72,6 +81,26 @@ class Evaluator(Metric):
         """Clear the metric states and restart the global image numbering."""
         super().reset()
         self._seen = 0
+        self._progress = None
+
+    def progress(self, total: int | None, unit: str) -> Progress:
+        """This test epoch's progress counter, named after the evaluator.
+
+        Created by the first call after :meth:`reset` (later calls return it whatever their
+        arguments); it prints only when :attr:`progress_enabled` is set.
+        """
+        if self._progress is None:
+            self._progress = Progress(self.name, total, unit, enabled=self.progress_enabled)
+        return self._progress
+
+    def images_on_this_rank(self, limit: int | None = None) -> int | None:
+        """How many real test images this process sees, counting only global indices below
+        ``limit``; ``None`` while the test-set size is unknown."""
+        if self.dataset_size is None:
+            return None
+        rank, world_size = rank_and_world_size()
+        size = self.dataset_size if limit is None else min(self.dataset_size, limit)
+        return len(range(rank, size, world_size))
 
     def set_dataset_size(self, size: int | None) -> None:
         """The number of images of the whole test set (``None``: unknown).
@@ -124,6 +153,16 @@ class Evaluator(Metric):
     def figures(self) -> dict[str, Any]:
         """Matplotlib figures to log, keyed by tag; computed after :meth:`compute`."""
         return {}
+
+
+def enable_progress(evaluators: Iterable[Evaluator], enabled: bool) -> None:
+    """Turn the progress lines of long evaluations on or off (see :mod:`lit_robust.progress`).
+
+    A method's ``test`` passes ``trainer_shows_progress(trainer)``: off with
+    ``trainer.enable_progress_bar: false`` and on every rank but 0.
+    """
+    for evaluator in evaluators:
+        evaluator.progress_enabled = enabled
 
 
 def rank_and_world_size() -> tuple[int, int]:

@@ -24,6 +24,9 @@ Every certified image leaves a record (index, label, prediction, radius, seconds
 concatenated metric states that torchmetrics gathers from all ranks in :meth:`compute`. Its
 noise comes from a generator seeded by ``(seed, global index)``, so the result does not depend
 on batch size, number of processes or the order of evaluation.
+
+With progress lines on (:func:`~lit_robust.evaluation.base.enable_progress`), rank 0 prints
+``<name>: i/N images, elapsed, ETA`` as it certifies its N images (:mod:`lit_robust.progress`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.utilities import dim_zero_cat
 
-from lit_robust.evaluation.base import Evaluator
+from lit_robust.evaluation.base import Evaluator, rank_and_world_size
 from lit_robust.evaluation.smoothing import ABSTAIN, SmoothedClassifier
 
 _RECORDS = ("cert_index", "cert_label", "cert_prediction", "cert_radius", "cert_seconds")
@@ -136,12 +139,24 @@ class SmoothingCertification(Evaluator):
 
     def selected(self, index: Tensor) -> Tensor:
         """Boolean mask of the global test-set indices this evaluator certifies."""
+        return self._in_subset(index) & self.is_real(index)
+
+    def _in_subset(self, index: Tensor) -> Tensor:
         keep = index % self.stride == 0
         if self.max_images is not None:
             keep &= index // self.stride < self.max_images
         if self.num_test_images is not None:
             keep &= index < self.num_test_images
-        return keep & self.is_real(index)
+        return keep
+
+    def images_to_certify(self) -> int | None:
+        """How many images this process certifies in a test epoch (``None``: unknown until
+        the test-set size is known)."""
+        sizes = [s for s in (self.dataset_size, self.num_test_images) if s is not None]
+        if not sizes:
+            return None
+        rank, world_size = rank_and_world_size()
+        return int(self._in_subset(torch.arange(rank, min(sizes), world_size)).sum())
 
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
         """Certify the images of this batch that belong to the evenly spaced subset."""
@@ -149,6 +164,7 @@ class SmoothingCertification(Evaluator):
         chosen = torch.nonzero(self.selected(index)).flatten().tolist()
         records: dict[str, list[float]] = {key: [] for key in _RECORDS}
         if chosen:
+            progress = self.progress(self.images_to_certify(), "images")
             smoothed = SmoothedClassifier(model, self._infer_num_classes(model, x), self.sigma,
                                           bf16=self.bf16)
             labels = y[chosen].tolist()
@@ -160,6 +176,7 @@ class SmoothingCertification(Evaluator):
                 prediction, radius = smoothed.certify(x[row], self.n0, self.n, self.alpha,
                                                       self.batch_size, generator)
                 seconds = time.perf_counter() - start
+                progress.advance()
                 for key, value in zip(_RECORDS, (global_index, label, prediction, radius,
                                                  seconds), strict=True):
                     records[key].append(value)

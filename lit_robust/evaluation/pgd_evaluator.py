@@ -23,50 +23,60 @@ class PGDEvaluator(Evaluator):
     As in AutoAttack, an example counts as robust only when it is classified correctly both
     clean and under attack, so robust accuracy never exceeds clean accuracy.
 
+    The attack is given either as a :class:`~lit_robust.attacks.PGDAttack`, configured as the
+    methods' training attacks are (YAML ``attack: {class_path: lit_robust.attacks.PGDAttack,
+    init_args: {...}}``), or by the flat arguments ``eps`` … ``random_start``, not both.
+
     Metric names: ``robust_acc/<name>`` with the default name ``pgd<steps>[x<restarts>]_
-    <norm>_eps<ε>``, e.g. ``robust_acc/pgd10x3_linf_eps0.03137``. With ``eps_list`` there is
-    one metric per budget: the default names carry each ε, and a given ``name`` becomes
-    ``robust_acc/<name>/eps<ε>``.
+    <norm>_eps<ε>[_step<step>]``, e.g. ``robust_acc/pgd10x3_linf_eps0.03137``; the step size
+    appears only when it differs from the default 2.5·ε/steps (``PGDAttack.name``). With
+    ``eps_list`` there is one metric per budget: the default names carry each ε, and a given
+    ``name`` becomes ``robust_acc/<name>/eps<ε>``.
 
     Args:
-        eps: radius in [0, 1] pixel units (L∞ 8/255, L2 0.5); replaced by ``eps_list``.
+        attack: the attack, with its restarts and random start; replaces the flat arguments.
+        eps: radius in [0, 1] pixel units (default L∞ 8/255; L2 0.5); replaced by
+            ``eps_list``.
         step_size: step in pixel units, the same for every budget; ``None`` (default) uses
             2.5·ε/steps for each ε (2/255 for L∞ 8/255 with 10 steps, 0.125 for L2 0.5).
-        steps: gradient steps per restart.
-        norm: ``"linf"`` or ``"l2"``.
-        restarts: independent random-start runs; the per-example worst case counts.
-        loss: attack objective, ``"ce"`` or ``"kl"`` (TRADES).
-        random_start: start each run from a random point of the ε-ball.
-        eps_list: several budgets to evaluate (an ε sweep) instead of ``eps``.
+        steps: gradient steps per restart (default 10).
+        norm: ``"linf"`` (default) or ``"l2"``.
+        restarts: independent random-start runs (default 1); the per-example worst case
+            counts.
+        loss: attack objective, ``"ce"`` (default) or ``"kl"`` (TRADES).
+        random_start: start each run from a random point of the ε-ball (default ``True``).
+        eps_list: several budgets to evaluate (an ε sweep) instead of ``eps``; flat
+            arguments only.
         name: metric name (see above).
 
     Raises:
-        ValueError: for budgets not in pixel units, ``steps < 0``, ``restarts < 1`` or an
-            empty ``eps_list``.
+        ValueError: for ``attack`` together with flat arguments or ``eps_list``, budgets not
+            in pixel units, ``steps < 0``, ``restarts < 1`` or an empty ``eps_list``.
+        TypeError: for an ``attack`` that is not a ``PGDAttack``.
     """
 
     def __init__(
         self,
-        eps: float = 8 / 255,
+        attack: PGDAttack | None = None,
+        eps: float | None = None,
         step_size: float | None = None,
-        steps: int = 10,
-        norm: Norm = "linf",
-        restarts: int = 1,
-        loss: AttackLoss = "ce",
-        random_start: bool = True,
+        steps: int | None = None,
+        norm: Norm | None = None,
+        restarts: int | None = None,
+        loss: AttackLoss | None = None,
+        random_start: bool | None = None,
         eps_list: Sequence[float] | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
-        budgets = [eps] if eps_list is None else list(eps_list)
-        if len(budgets) == 0:
-            raise ValueError("eps_list is empty; give at least one budget or leave it None")
-        self.attacks = [
-            PGDAttack(eps=e, step_size=step_size, steps=steps, norm=norm, loss=loss,
-                      random_start=random_start, restarts=restarts)
-            for e in budgets
-        ]
-        self.add_state("correct", default=torch.zeros(len(budgets), dtype=torch.long),
+        flat = {"eps": eps, "step_size": step_size, "steps": steps, "norm": norm,
+                "restarts": restarts, "loss": loss, "random_start": random_start,
+                "eps_list": eps_list}
+        if attack is not None:
+            self.attacks = [_checked_attack(attack, flat)]
+        else:
+            self.attacks = _flat_attacks(**flat)
+        self.add_state("correct", default=torch.zeros(len(self.attacks), dtype=torch.long),
                        dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
@@ -110,6 +120,44 @@ class PGDEvaluator(Evaluator):
         figure = accuracy_vs_eps_figure(budgets, list(values.values()), self.attacks[0].norm,
                                         title=f"PGD-{self.attacks[0].steps} ε sweep")
         return {f"robust_acc_vs_eps/{self.name}": figure}
+
+
+def _checked_attack(attack: PGDAttack, flat: dict[str, object]) -> PGDAttack:
+    if not isinstance(attack, PGDAttack):
+        raise TypeError(
+            f"PGDEvaluator(attack=...) takes a lit_robust.attacks.PGDAttack, got "
+            f"{type(attack).__name__}; in YAML: attack: {{class_path: lit_robust.attacks."
+            "PGDAttack, init_args: {eps: 0.031372549, steps: 10}}"
+        )
+    given = [key for key, value in flat.items() if value is not None]
+    if given:
+        raise ValueError(
+            f"PGDEvaluator got attack={attack!r} and the flat arguments {', '.join(given)}; "
+            "give the attack's settings once: either inside attack (init_args of "
+            "lit_robust.attacks.PGDAttack) or as flat arguments without attack (an eps_list "
+            "sweep needs the flat arguments)"
+        )
+    return attack
+
+
+def _flat_attacks(
+    eps: float | None,
+    step_size: float | None,
+    steps: int | None,
+    norm: Norm | None,
+    restarts: int | None,
+    loss: AttackLoss | None,
+    random_start: bool | None,
+    eps_list: Sequence[float] | None,
+) -> list[PGDAttack]:
+    """One attack per budget from the flat arguments, ``None`` meaning PGDAttack's default."""
+    budgets = [8 / 255 if eps is None else eps] if eps_list is None else list(eps_list)
+    if len(budgets) == 0:
+        raise ValueError("eps_list is empty; give at least one budget or leave it None")
+    settings = {"step_size": step_size, "steps": steps, "norm": norm, "restarts": restarts,
+                "loss": loss, "random_start": random_start}
+    given = {key: value for key, value in settings.items() if value is not None}
+    return [PGDAttack(eps=e, **given) for e in budgets]
 
 
 def accuracy_vs_eps_figure(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningModule
+import torch
 from torch import Tensor
 
 from lit_robust.evaluation.base import Evaluator
@@ -36,14 +37,24 @@ def evaluated_weights(module: LightningModule) -> dict[str, Any]:
 
 
 def images_counted(evaluator: Evaluator) -> int | None:
-    """Test images the evaluator counted (its ``total`` state), ``None`` if it keeps none."""
+    """Test images the evaluator counted (its ``total`` state) in all processes together,
+    ``None`` if it keeps none. Every process must call it (under DDP it sums the counts)."""
     total = getattr(evaluator, "total", None)
     if isinstance(total, Tensor) and total.numel() > 0:
-        return int(total.max())
+        return int(_summed_over_processes(total.detach().clone()).max())
     records = getattr(evaluator, "predictions", None)
     if isinstance(records, list):
-        return sum(int(r.numel()) for r in records if isinstance(r, Tensor))
+        count = sum(int(r.numel()) for r in records if isinstance(r, Tensor))
+        return int(_summed_over_processes(torch.tensor(count, device=evaluator.device)))
     return None
+
+
+def _summed_over_processes(count: Tensor) -> Tensor:
+    """``count`` summed over the DDP processes (the evaluator states are per process again
+    after ``compute``); ``count`` itself without DDP."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(count)
+    return count
 
 
 def evaluator_settings(evaluator: Evaluator) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 ``evaluate(model, loader, [CleanAccuracy(), PGDEvaluator(restarts=3)], device="cuda")`` does
 what a method's ``test`` does: model in eval mode with autograd enabled, ``update`` on every
 batch, ``run_standalone`` once, then every evaluator's ``compute`` merged into one flat
-``{metric name: value}`` dict.
+``{metric name: value}`` dict. Long evaluations (certification, AutoAttack, corruptions)
+print progress lines with an ETA unless ``progress=False``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from lit_robust.evaluation.base import Evaluator, set_dataset_size
+from lit_robust.evaluation.base import Evaluator, enable_progress, set_dataset_size
 from lit_robust.models.modes import eval_mode
 
 
@@ -74,6 +75,7 @@ def evaluate(
     loader: Iterable,
     evaluators: Sequence[Evaluator],
     device: str | torch.device = "cpu",
+    progress: bool = True,
 ) -> dict[str, float]:
     """Evaluate ``model`` on every batch of ``loader`` with each evaluator.
 
@@ -88,6 +90,8 @@ def evaluate(
             in [0, 1].
         evaluators: the evaluations to run, e.g. ``[CleanAccuracy(), PGDEvaluator()]``.
         device: where the model, the batches and the evaluators' counters live.
+        progress: let long evaluations print progress lines with an ETA (rank 0 only; see
+            :mod:`lit_robust.progress`).
 
     Returns:
         All evaluators' metrics merged into one ``{name: value}`` dict.
@@ -111,6 +115,7 @@ def evaluate(
         evaluator.reset()
         evaluator.to(device)
     set_dataset_size(evaluators, loader)
+    enable_progress(evaluators, progress)
     with attack_mode(model):
         for batch in loader:
             x, y = _split_batch(batch)

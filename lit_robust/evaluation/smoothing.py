@@ -7,7 +7,7 @@ noisy images are *not* clamped (clamping would change the distribution the certi
 about).
 
 Sampling is pure inference: the class counts accumulate on the model's device with
-:func:`torch.bincount` and are read back once per call, after all forward passes, so the
+``scatter_add_`` and are read back once per call, after all forward passes, so the
 device never waits for the host inside the sampling loop (DESIGN §8).
 """
 
@@ -95,8 +95,9 @@ class SmoothedClassifier:
                         f"the base classifier returned logits of shape {tuple(logits.shape)}, "
                         f"expected (N, {classes}); check num_classes"
                     )
-                counts += torch.bincount(owner * classes + logits.argmax(1),
-                                         minlength=images * classes)
+                # scatter_add_, not bincount: CUDA's bincount reads the maximum on the host
+                votes = owner * classes + logits.argmax(1)
+                counts.scatter_add_(0, votes, torch.ones_like(votes))
         return counts.view(images, classes)
 
     def predict(

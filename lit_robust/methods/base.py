@@ -17,18 +17,20 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
+from torch.utils.data.distributed import DistributedSampler
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_robust.attacks import PGDAttack
 from lit_robust.errors import NonFiniteLossError
 from lit_robust.evaluation import CleanAccuracy, Evaluator, PGDEvaluator, finish_evaluation
-from lit_robust.evaluation.base import set_dataset_size
+from lit_robust.evaluation.base import enable_progress, set_dataset_size
 from lit_robust.methods.optim import OptimizerName, ScheduleName, build_optimizer, schedule_factor
 from lit_robust.models.checkpoint import load_weights
 from lit_robust.models.modes import eval_mode
 from lit_robust.models.normalize import NormalizedClassifier
 from lit_robust.models.zoo import build_backbone
+from lit_robust.progress import trainer_shows_progress
 
 Batch = tuple[Tensor, Tensor]
 
@@ -49,7 +51,8 @@ class RobustClassifier(LightningModule):
             checkpoint, or the robust-models-transfer / MadryLab format).
         reset_head: load everything but the classifier from ``pretrained`` and start from a
             new head sized for ``num_classes`` (transfer to another task).
-        optimizer: ``sgd``, ``adamw`` or ``adam``.
+        optimizer: ``sgd``, ``lars`` (large batches, :class:`~lit_robust.methods.optim.LARS`),
+            ``adamw`` or ``adam``.
         lr: base learning rate.
         momentum: SGD momentum.
         nesterov: Nesterov momentum.
@@ -64,6 +67,13 @@ class RobustClassifier(LightningModule):
             corruptions); ``None`` uses clean accuracy and PGD-10 with 3 restarts with the
             validation attack's budget.
         channels_last: keep the model in channels-last memory format (faster on GPUs).
+        compile_model: compile the model's forward with ``torch.compile`` (in place, with
+            :meth:`torch.nn.Module.compile`, so parameter names and checkpoints are those of
+            the uncompiled model: a checkpoint loads with or without compilation). A run
+            setting, not a hyperparameter: ``test --ckpt_path`` does not inherit it.
+        compile_backend: the ``torch.compile`` backend: ``inductor`` (generated kernels; on a
+            CPU it needs a C++ compiler) or ``eager`` (graph capture only, to check that the
+            model compiles).
         report_dir: where ``test`` writes ``report.json`` / ``report.md``; ``None`` uses the
             logger's directory.
     """
@@ -90,6 +100,8 @@ class RobustClassifier(LightningModule):
         val_attack_batches: int | None = None,
         evaluators: Sequence[Evaluator] | None = None,
         channels_last: bool = False,
+        compile_model: bool = False,
+        compile_backend: str = "inductor",
         report_dir: str | None = None,
     ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         super().__init__()
@@ -107,7 +119,13 @@ class RobustClassifier(LightningModule):
             raise ValueError("give both mean and std, or neither (then the DataModule's are used)")
         # Run settings stay out of the hyperparameters: LightningCLI re-applies a checkpoint's
         # hyperparameters over the command line on `test --ckpt_path`.
-        self.save_hyperparameters(ignore=["val_attack", "evaluators", "report_dir"])
+        self.save_hyperparameters(ignore=["val_attack", "evaluators", "report_dir",
+                                          "compile_model", "compile_backend"])
+        if compile_model and compile_backend not in torch.compiler.list_backends(exclude_tags=()):
+            raise ValueError(f"compile_backend={compile_backend!r} is not a torch.compile backend; "
+                             "use 'inductor' (default) or 'eager'")
+        self.compile_model = compile_model
+        self.compile_backend = compile_backend
         self.report_dir = report_dir
         self.val_attack = val_attack
         self.val_attack_batches = val_attack_batches
@@ -154,6 +172,8 @@ class RobustClassifier(LightningModule):
         model = self.transform_model(NormalizedClassifier(net, mean=mean, std=std))
         if self.hparams.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if self.compile_model:
+            model.compile(backend=self.compile_backend)
         self.model = model
         self._build_metrics(num_classes)
 
@@ -265,18 +285,46 @@ class RobustClassifier(LightningModule):
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
+        keep = self.real_validation_images(batch_idx, y.shape[0]).to(y.device)
+        x, y = x[keep.to(x.device)], y[keep]
         with eval_mode(self.model):
-            logits = self.model(x)
-            self.val_metrics(logits, y)
+            # Every process logs every metric, also when its batch holds only padding copies:
+            # the epoch-end reduction of a logged metric waits for all processes.
+            if y.numel() > 0:
+                logits = self.model(x)
+                self.val_metrics.update(logits, y)
             self.log_dict(self.val_metrics, prog_bar=True)
             limit = self.val_attack_batches
             if self.val_attack is not None and (limit is None or batch_idx < limit):
-                with torch.enable_grad():
-                    x_adv = self.val_attack(self.model, x, y)
-                # Robust means correct on x and on x_adv, as the test evaluators count it.
-                clean_pred, adv_pred = logits.argmax(dim=1), self.model(x_adv).argmax(dim=1)
-                self.val_robust_acc(torch.where(clean_pred == y, adv_pred, clean_pred), y)
+                if y.numel() > 0:
+                    with torch.enable_grad():
+                        x_adv = self.val_attack(self.model, x, y)
+                    # Robust means correct on x and on x_adv, as the test evaluators count it.
+                    clean_pred, adv_pred = logits.argmax(dim=1), self.model(x_adv).argmax(dim=1)
+                    self.val_robust_acc.update(
+                        torch.where(clean_pred == y, adv_pred, clean_pred), y)
                 self.log("val/robust_acc", self.val_robust_acc, prog_bar=True)
+
+    def real_validation_images(self, batch_idx: int, count: int) -> Tensor:
+        """Mask of the ``count`` images of validation batch ``batch_idx`` that are validation
+        images rather than copies padding a DDP shard.
+
+        Under DDP Lightning shards the validation split with a ``DistributedSampler``, which
+        pads the last round with copies of the first images so that every process gets as
+        many; the copies would count twice in ``val/acc`` and ``val/robust_acc``. The k-th image
+        of process r of W is position r + k·W of the padded order, and positions from the
+        split's size on are the copies (the test evaluators drop them the same way,
+        :mod:`lit_robust.evaluation.base`). Without a distributed sampler every image is real.
+        """
+        loaders = self._trainer.val_dataloaders if self._trainer is not None else None
+        if isinstance(loaders, (list, tuple)) and len(loaders) == 1:
+            loaders = loaders[0]
+        sampler = getattr(loaders, "sampler", None)
+        batch_size = getattr(loaders, "batch_size", None)
+        if not isinstance(sampler, DistributedSampler) or sampler.drop_last or not batch_size:
+            return torch.ones(count, dtype=torch.bool)
+        position = batch_idx * batch_size + torch.arange(count)
+        return sampler.rank + position * sampler.num_replicas < len(sampler.dataset)
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> Tensor:
@@ -294,10 +342,12 @@ class RobustClassifier(LightningModule):
                 evaluator.update(self.model, x, y)
 
     def on_test_epoch_start(self) -> None:
-        """Restart the evaluators and tell them the test-set size (DDP padding is dropped)."""
+        """Restart the evaluators, tell them the test-set size (DDP padding is dropped) and
+        whether to print progress lines (as the trainer's progress bar: on, rank 0 only)."""
         for evaluator in self.evaluators:
             evaluator.reset()
         set_dataset_size(self.evaluators, self.trainer.test_dataloaders)
+        enable_progress(self.evaluators, trainer_shows_progress(self.trainer))
 
     def on_test_epoch_end(self) -> None:
         self.test_results = finish_evaluation(self, list(self.evaluators))

@@ -2,6 +2,10 @@
 
 Schedules are defined in epochs and applied per optimization step, so fractional epochs and
 warm-up work with any dataset size.
+
+References:
+    LARS: You, Gitman and Ginsburg, "Large Batch Training of Convolutional Networks",
+    arXiv:1708.03888, 2017; in the form SimCLR (Chen et al., ICML 2020) trains with.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any, Literal
 
 import torch
 
-OptimizerName = Literal["sgd", "adamw", "adam"]
+OptimizerName = Literal["sgd", "lars", "adamw", "adam"]
 ScheduleName = Literal["constant", "multistep", "cosine"]
 
 
@@ -28,11 +32,12 @@ def build_optimizer(
 
     Args:
         params: parameters or ``param_groups`` dicts (groups may override ``lr`` etc.).
-        name: ``"sgd"``, ``"adamw"`` or ``"adam"``.
+        name: ``"sgd"``, ``"lars"`` (:class:`LARS`, SGD with layer-wise trust ratios for
+            large batches), ``"adamw"`` or ``"adam"``.
         lr: base learning rate.
-        momentum: SGD momentum (ignored by Adam variants).
-        nesterov: Nesterov momentum for SGD.
-        weight_decay: L2 penalty (decoupled for AdamW).
+        momentum: SGD / LARS momentum (ignored by Adam variants).
+        nesterov: Nesterov momentum for SGD / LARS.
+        weight_decay: L2 penalty (decoupled for AdamW; LARS skips biases and norm layers).
     """
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
@@ -41,11 +46,87 @@ def build_optimizer(
             params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
             weight_decay=weight_decay,
         )
+    if name == "lars":
+        return LARS(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
+                    weight_decay=weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; use 'sgd', 'adamw' or 'adam'")
+    raise ValueError(f"unknown optimizer {name!r}; use 'sgd', 'lars', 'adamw' or 'adam'")
+
+
+class LARS(torch.optim.Optimizer):
+    """Layer-wise adaptive rate scaling (You et al., 2017) as SimCLR uses it.
+
+    For every parameter tensor ``w`` with gradient ``g`` (one tensor is one "layer"):
+
+    - ``u = g + wd·w``;
+    - trust ratio ``r = η·‖w‖ / ‖u‖`` (``r = 1`` when ``‖w‖`` or ``‖u‖`` is 0);
+    - momentum ``v ← μ·v + lr·r·u`` and ``w ← w − v``
+      (Nesterov: ``w ← w − (μ·v + lr·r·u)``).
+
+    As in SimCLR, one-dimensional tensors (biases and the affine weights of batch / layer
+    norms) get neither weight decay nor the trust ratio: their update is plain momentum SGD,
+    ``u = g`` and ``r = 1``. The learning rate sits inside the momentum buffer as in SimCLR's
+    implementation, so a schedule's change of ``lr`` does not rescale past steps.
+
+    Args:
+        params: parameters or ``param_groups`` dicts.
+        lr: learning rate (SimCLR: 0.3 × batch size / 256 with warm-up and cosine decay).
+        momentum: μ (0.9 in SimCLR).
+        nesterov: Nesterov momentum.
+        weight_decay: wd on the tensors with two or more dimensions (1e-6 in SimCLR).
+        trust_coefficient: η (0.001 in You et al. and SimCLR).
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9,
+                 nesterov: bool = False, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.001) -> None:
+        if lr <= 0 or momentum < 0 or weight_decay < 0 or trust_coefficient <= 0:
+            raise ValueError(
+                f"LARS needs lr > 0, momentum >= 0, weight_decay >= 0 and trust_coefficient > "
+                f"0; got lr={lr}, momentum={momentum}, weight_decay={weight_decay}, "
+                f"trust_coefficient={trust_coefficient}"
+            )
+        if nesterov and momentum == 0:
+            raise ValueError("LARS with nesterov=True needs momentum > 0")
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                        trust_coefficient=trust_coefficient)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every parameter that has a gradient; returns ``closure()``'s loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            momentum, lr = group["momentum"], group["lr"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                update = p.grad
+                scaled_lr: float | torch.Tensor = lr
+                if p.ndim > 1:
+                    update = update.add(p, alpha=group["weight_decay"])
+                    w_norm, u_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(update)
+                    ratio = torch.where((w_norm > 0) & (u_norm > 0),
+                                        group["trust_coefficient"] * w_norm / u_norm,
+                                        torch.ones_like(w_norm))
+                    scaled_lr = lr * ratio
+                step = update * scaled_lr
+                if momentum > 0:
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = step.clone()
+                    else:
+                        state["momentum_buffer"].mul_(momentum).add_(step)
+                    buffer = state["momentum_buffer"]
+                    step = buffer * momentum + step if group["nesterov"] else buffer
+                p.sub_(step)
+        return loss
 
 
 def schedule_factor(

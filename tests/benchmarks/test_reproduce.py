@@ -1,5 +1,5 @@
 """The reproduction suite: its plans per scale, its verdicts, skipped papers, and the smoke
-scale of TWINS and RiFT end to end on real data."""
+scale of TWINS, RiFT, CARTL and the transfer study end to end on real data."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ SIZE_OPTIONS = {
     "--model.init_args.mrc_attack.init_args.steps",
     "--model.init_args.interpolation_attack.init_args.steps", "--model.init_args.alphas",
     "--model.init_args.pretrained", "--model.init_args.head_only_epochs",
+    # the transfer study's gpu scale: a larger backbone and resolution, GPU speed settings
+    "--model.init_args.backbone", "--model.init_args.backbone_kwargs",
+    "--model.init_args.channels_last", "--data.init_args.image_size", "--trainer.precision",
 }
 RESULT_FIELDS = {"paper", "scale", "command", "date", "status", "title", "setting", "metrics",
                  "test_images", "seconds", "runs", "ours", "standard_error", "paper_numbers",
@@ -56,7 +59,8 @@ def test_scales_change_only_sizes(paper: str, tmp_path: Path) -> None:
     for scale in ("cpu", "gpu"):
         base_runs = {run.name: options(run.args) for run in planned["smoke"].runs}
         for run in planned[scale].runs:
-            if run.name == "source":
+            if run.name not in base_runs:  # a source model only the larger scales train
+                assert not run.reported
                 continue
             changed = {key for key in options(run.args).keys() | base_runs[run.name].keys()
                        if options(run.args).get(key) != base_runs[run.name].get(key)}
@@ -97,7 +101,7 @@ def check_skipped(paper: str, names: list[str], tmp_path: Path) -> None:
     markdown = (tmp_path / f"reproduce_{paper}_smoke.md").read_text()
     for name in names:
         assert f"lit_robust.methods.{name}" in written["message"] and name in markdown
-    assert f"Skipped: {paper} needs" in markdown or "not wired" in markdown
+    assert f"Skipped: {paper} needs" in markdown
     assert not (tmp_path / "work").exists()
 
 
@@ -107,22 +111,37 @@ def test_a_paper_whose_method_is_missing_is_skipped(tmp_path: Path, monkeypatch)
     check_skipped("cartl", ["NEFTTransfer"], tmp_path)
 
 
-def test_the_study_is_skipped_until_it_is_wired(tmp_path: Path) -> None:
-    names = [name for name in ("ConsistencyRegularization", "SimCLR")
-             if not hasattr(methods, name)]
-    check_skipped("study", names, tmp_path)
+def test_the_study_is_skipped_without_simclr(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delattr(methods, "SimCLR")
+    check_skipped("study", ["SimCLR"], tmp_path)
 
 
-def check_result(result: dict, tmp_path: Path, paper: str, runs: list[str], images: int) -> None:
+def test_the_study_reuses_the_transfer_study_runs(tmp_path: Path) -> None:
+    import transfer_study  # beside reproduce.py, which puts it on the path
+
+    for scale in reproduce.SCALES:
+        planned = plans.study(scale, tmp_path, tmp_path / "models")
+        expected = transfer_study.runs(scale, tmp_path, ["random", "st", "simclr"], ["at", "cr"])
+        assert [(run.name, list(run.args)) for run in planned.runs] == expected
+        assert [run.name for run in planned.runs if not run.reported] == ["pre_st", "pre_simclr"]
+    claims = {(claim.ours, claim.baseline, claim.metric) for claim in planned.claims}
+    assert claims == {(f"{source}__{finetune}", f"random__{finetune}", metric)
+                      for source in ("st", "simclr") for finetune in ("at", "cr")
+                      for metric in ("SA", "RA-WB")}
+    assert all(claim.expected == "up" for claim in planned.claims)
+
+
+def check_result(result: dict, tmp_path: Path, paper: str, runs: list[str], images: int,
+                 reported: list[str] | None = None, clean: str = "clean") -> None:
     written = json.loads((tmp_path / f"reproduce_{paper}_smoke.json").read_text())
     assert written == json.loads(json.dumps(result))
     assert set(written) == RESULT_FIELDS and written["status"] == "ran"
     assert written["test_images"] == images
-    assert list(written["runs"]) == runs and list(written["ours"]) == [
-        run for run in runs if run != "source"]
+    assert list(written["runs"]) == runs and list(written["ours"]) == (
+        reported or [run for run in runs if run != "source"])
     for run, values in written["ours"].items():
         report = json.loads((tmp_path / "work" / run / "report.json").read_text())["metrics"]
-        assert values["clean"] == round(100 * report["clean_acc"], 2)
+        assert values[clean] == round(100 * report["clean_acc"], 2)
         assert written["failed_sanity_checks"][run] == sorted(
             key for key, value in report.items() if key.startswith("sanity/") and value == 0.0)
         for metric, value in values.items():
@@ -146,7 +165,8 @@ def test_twins_smoke_end_to_end(tmp_path: Path) -> None:
                             str(tmp_path), "--work-dir", str(tmp_path / "work")])
     check_result(twins, tmp_path, "twins", list(plans.TWINS_RUNS), images=43)
     assert twins["paper_numbers"]["values"] == {}
-    assert twins["metrics"]["pgd10"] == "robust_acc/pgd2_linf_eps0.03137"  # smoke: PGD-2
+    # smoke: PGD-2 with the 2/255 step of PGD-10
+    assert twins["metrics"]["pgd10"] == "robust_acc/pgd2_linf_eps0.03137_step0.007843"
     assert "GTSRB is not among its datasets" in twins["paper_numbers"]["setting"]
     assert len(twins["directions"]) == 6
 
@@ -169,12 +189,14 @@ def test_every_run_of_the_larger_scales_parses(scale: str, tmp_path: Path, model
     monkeypatch.setattr(sys, "argv", ["lit-robust"])
     for build in plans.PLANS.values():
         for run in build(scale, tmp_path, models_root).runs:
-            args = [arg for arg in run.args[1:] if arg not in ("--test_after_fit", "true")]
+            args = list(run.args[1:])
+            if "--test_after_fit" in args:  # a fit-only option: drop it and its value
+                del args[args.index("--test_after_fit"):args.index("--test_after_fit") + 2]
             parsed = cli(args, run=False)
             epochs = options(run.args).get("--trainer.max_epochs")
             if epochs is not None:
                 assert parsed.trainer.max_epochs == int(epochs)
-            if run.name != "source":
+            if run.reported:
                 assert Path(parsed.model.report_dir) == tmp_path / run.name
 
 
@@ -184,4 +206,23 @@ def test_cartl_smoke_end_to_end(tmp_path: Path) -> None:
                             str(tmp_path), "--work-dir", str(tmp_path / "work")])
     check_result(cartl, tmp_path, "cartl", list(plans.CARTL_RUNS), images=43)
     assert [row["ours"] for row in cartl["directions"]] == ["neft_k3"] * 3
-    assert cartl["metrics"]["pgd20"] == "robust_acc/pgd2_linf_eps0.03137"  # smoke: PGD-2
+    # smoke: PGD-2 with the 2/255 step of PGD-10
+    assert cartl["metrics"]["pgd20"] == "robust_acc/pgd2_linf_eps0.03137_step0.007843"
+
+
+@pytest.mark.slow
+def test_study_smoke_end_to_end(tmp_path: Path) -> None:
+    study = reproduce.main(["--paper", "study", "--scale", "smoke", "--results-dir",
+                            str(tmp_path), "--work-dir", str(tmp_path / "work")])
+    fine_tunings = [f"{source}__{finetune}" for source in ("random", "st", "simclr")
+                    for finetune in ("at", "cr")]
+    check_result(study, tmp_path, "study", ["pre_st", "pre_simclr", *fine_tunings], images=43,
+                 reported=fine_tunings, clean="SA")
+    assert study["runs"]["pre_st"]["test_images"] == 0  # pre-trainings are not tested
+    assert set(study["ours"]["simclr__cr"]) == {"SA", "RA-WB", "RA-BB"}
+    assert study["metrics"]["RA-WB"] == "robust_acc/ra_wb_apgd_ce_l2_eps0.5"
+    assert study["paper_numbers"]["values"] == {}
+    assert "GTSRB is not among them" in study["paper_numbers"]["setting"]
+    assert [(row["ours"], row["baseline"]) for row in study["directions"]][:2] == [
+        ("st__at", "random__at")] * 2
+    assert len(study["directions"]) == 8

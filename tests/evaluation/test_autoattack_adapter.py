@@ -123,16 +123,22 @@ def test_dlr_attacks_on_three_classes_fail_early() -> None:
         AutoAttackEvaluator().update(model, x, y)
 
 
-def test_progress_is_logged_only_when_verbose(caplog: pytest.LogCaptureFixture) -> None:
+def test_autoattack_messages_are_printed_only_when_verbose(
+    capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
     model, x, y = _model_and_batch(4)
     for verbose in (False, True):
         caplog.clear()
+        capsys.readouterr()
         evaluator = AutoAttackEvaluator(eps=1 / 255, version="custom",
                                         attacks_to_run=["apgd-ce"], apgd_n_iter=1,
-                                        apgd_n_restarts=1, verbose=verbose)
-        with caplog.at_level(logging.INFO, logger="lit_robust.evaluation.autoattack_adapter"):
+                                        apgd_n_restarts=1, verbose=verbose, name="aa")
+        with caplog.at_level(logging.DEBUG, logger="lit_robust.evaluation.autoattack_adapter"):
             evaluator.update(model, x, y)
-        assert any("apgd-ce" in r.getMessage() for r in caplog.records) == verbose
+        printed = capsys.readouterr().out
+        assert ("aa: running apgd-ce" in printed) == verbose
+        # quiet: AutoAttack's messages are kept at DEBUG level for a configured logger
+        assert any("running apgd-ce" in r.getMessage() for r in caplog.records) != verbose
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,7 @@ def test_autoattack_is_at_most_pgd_is_at_most_clean_on_real_images() -> None:
         [CleanAccuracy(), PGDEvaluator(eps=8 / 255, step_size=2 / 255, steps=5), autoattack],
     )
     clean = results["clean_acc"]
-    pgd = results["robust_acc/pgd5_linf_eps0.03137"]
+    pgd = results["robust_acc/pgd5_linf_eps0.03137_step0.007843"]
     aa = results["robust_acc/autoattack_apgd-ce+apgd-t_linf_eps0.03137"]
     print(f"clean {clean:.3f}  PGD-5 {pgd:.3f}  AutoAttack(APGD-CE+APGD-T) {aa:.3f}")
     assert 0.7 <= clean <= 0.95  # a real, working classifier on these JPEG images

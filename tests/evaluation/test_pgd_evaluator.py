@@ -1,14 +1,17 @@
-"""PGDEvaluator: worst case over restarts, robust ≤ clean, ε sweeps and metric names."""
+"""PGDEvaluator: worst case over restarts, robust ≤ clean, ε sweeps, metric names (with the
+step size when it is not the default) and the attack given as a PGDAttack."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import yaml
+from jsonargparse import ArgumentParser
 from matplotlib.figure import Figure
 from torch import nn
 
-from lit_robust.attacks import pgd
-from lit_robust.evaluation import CleanAccuracy, PGDEvaluator, evaluate
+from lit_robust.attacks import PGDAttack, pgd
+from lit_robust.evaluation import CleanAccuracy, Evaluator, PGDEvaluator, evaluate
 from tests.evaluation.toy_models import self_labelled_batch
 
 
@@ -27,7 +30,7 @@ def test_restarts_keep_the_worst_case_of_each_example() -> None:
     torch.manual_seed(1)  # the evaluator's three restarts draw the same random starts
     evaluator = PGDEvaluator(eps=eps, step_size=step, steps=1, restarts=3)
     evaluator.update(model, x, y)
-    robust = evaluator.compute()["robust_acc/pgd1x3_linf_eps0.007843"]
+    robust = evaluator.compute()["robust_acc/pgd1x3_linf_eps0.007843_step0.001961"]
 
     single_accs = [int(c.sum()) / len(c) for c in single_runs]
     worst_case = int(torch.stack(single_runs).all(dim=0).sum()) / len(y)
@@ -110,3 +113,62 @@ def test_inference_mode_gives_a_clear_error() -> None:
     model, x, y = self_labelled_batch(4)
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode=False"):
         PGDEvaluator(steps=1).update(model, x, y)
+
+
+def test_a_non_default_step_size_is_part_of_the_metric_name() -> None:
+    default = "robust_acc/pgd10_linf_eps0.03137"
+    assert PGDEvaluator(eps=8 / 255, steps=10).metric_names() == [default]
+    # 2/255 is the default 2.5·ε/steps for 10 steps, also as written in the configs
+    assert PGDEvaluator(eps=8 / 255, step_size=2 / 255, steps=10).metric_names() == [default]
+    assert PGDEvaluator(eps=0.031372549, step_size=0.007843137).metric_names() == [default]
+    assert PGDEvaluator(eps=8 / 255, step_size=1 / 255, steps=10).metric_names() == [
+        "robust_acc/pgd10_linf_eps0.03137_step0.003922"]
+    # the same step is not the default for 20 steps (1/255) and for L2 0.5 (0.125)
+    assert PGDEvaluator(eps=8 / 255, step_size=2 / 255, steps=20, restarts=3).metric_names() == [
+        "robust_acc/pgd20x3_linf_eps0.03137_step0.007843"]
+    assert PGDEvaluator(eps=0.5, norm="l2", step_size=0.1).metric_names() == [
+        "robust_acc/pgd10_l2_eps0.5_step0.1"]
+    assert PGDEvaluator(eps_list=[1 / 255, 2 / 255], step_size=0.5 / 255,
+                        steps=2).metric_names() == [
+        "robust_acc/pgd2_linf_eps0.003922_step0.001961",
+        "robust_acc/pgd2_linf_eps0.007843_step0.001961"]
+
+
+def test_the_attack_can_be_given_as_a_pgd_attack() -> None:
+    model, x, y = self_labelled_batch(16)
+    attack = PGDAttack(eps=2 / 255, step_size=1 / 255, steps=2, restarts=2, start="ball")
+    given = PGDEvaluator(attack=attack)
+    assert given.attacks == [attack]
+    assert given.metric_names() == ["robust_acc/pgd2x2_linf_eps0.007843_step0.003922"]
+    flat = PGDEvaluator(eps=2 / 255, step_size=1 / 255, steps=2, restarts=2)
+    torch.manual_seed(3)
+    given.update(model, x, y)
+    torch.manual_seed(3)
+    flat.update(model, x, y)
+    assert list(given.compute().values()) == list(flat.compute().values())
+
+
+def test_the_attack_is_configured_in_yaml_as_the_methods_attacks_are() -> None:
+    parser = ArgumentParser()
+    parser.add_argument("--evaluators", type=list[Evaluator])
+    config = parser.parse_string(yaml.safe_dump({"evaluators": [
+        {"class_path": "lit_robust.evaluation.PGDEvaluator", "init_args": {"attack": {
+            "class_path": "lit_robust.attacks.PGDAttack",
+            "init_args": {"eps": 0.031372549, "steps": 20, "restarts": 2, "start": "ball"}}}},
+        {"class_path": "lit_robust.evaluation.PGDEvaluator",
+         "init_args": {"eps": 0.031372549, "step_size": 0.007843137, "steps": 10}},
+    ]}))
+    given, flat = parser.instantiate_classes(config).evaluators
+    assert isinstance(given.attacks[0], PGDAttack)
+    assert (given.attacks[0].steps, given.attacks[0].restarts) == (20, 2)
+    assert given.metric_names() == ["robust_acc/pgd20x2_linf_eps0.03137"]
+    assert flat.metric_names() == ["robust_acc/pgd10_linf_eps0.03137"]
+
+
+def test_the_attack_and_flat_arguments_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="and the flat arguments steps, restarts; give"):
+        PGDEvaluator(attack=PGDAttack(), steps=20, restarts=3)
+    with pytest.raises(ValueError, match="flat arguments eps_list;.*eps_list sweep"):
+        PGDEvaluator(attack=PGDAttack(), eps_list=[0.0, 8 / 255])
+    with pytest.raises(TypeError, match="takes a lit_robust.attacks.PGDAttack, got float"):
+        PGDEvaluator(8 / 255)  # type: ignore[arg-type]

@@ -220,7 +220,7 @@ def test_cli_fit_and_test_with_fast_dev_run(config: str, method_class: type, tmp
 
     test = cli(["test", *configs])
     results = test.model.test_results
-    assert {"clean_acc", "robust_acc/pgd2_linf_eps0.03137"} <= set(results)
+    assert {"clean_acc", "robust_acc/pgd2_linf_eps0.03137_step0.01569"} <= set(results)
     assert len(list(tmp_path.rglob("report.json"))) == 1
 
 

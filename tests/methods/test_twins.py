@@ -256,7 +256,7 @@ def test_cli_fit_and_test_with_fast_dev_run(variant: str, tmp_path: Path, monkey
 
     test = cli(["test", *configs])
     results = test.model.test_results
-    robust = "robust_acc/pgd2_linf_eps0.03137"
+    robust = "robust_acc/pgd2_linf_eps0.03137_step0.01569"  # step 4/255, not 2.5·ε/2
     assert {"clean_acc", robust} <= set(results)
     assert len(list(tmp_path.rglob("report.json"))) == 1
 

@@ -12,10 +12,16 @@ accuracy over all corruptions and severities. Two sources of corrupted images:
 ``max_images`` keeps the first ``max_images`` test images (per corruption and severity). Under
 DDP the k-th image of rank r is test image r + k·W (``DistributedSampler`` without
 shuffling), so the same images are used as in a single process. Counts are summed over ranks.
+
+With progress lines on (:func:`~lit_robust.evaluation.base.enable_progress`), rank 0 prints
+``<name>: i/N corruption × severity passes, elapsed, ETA``: one pass per corruption and
+severity over each test batch (``"generate"``) or over the whole file share (``"files"``), see
+:mod:`lit_robust.progress`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -28,6 +34,8 @@ from lit_robust.evaluation.base import Evaluator, rank_and_world_size
 from lit_robust.evaluation.corruptions.files import CorruptionDataset, open_corrupted
 from lit_robust.evaluation.corruptions.generate import CORRUPTIONS, SEVERITIES, corrupt
 from lit_robust.models.modes import eval_mode
+
+_UNIT = "corruption × severity passes"
 
 
 class CorruptionRobustness(Evaluator):
@@ -122,6 +130,10 @@ class CorruptionRobustness(Evaluator):
         if self.source != "generate":
             return
         rank = rank_and_world_size()[0]
+        images = self.images_on_this_rank(self.max_images)
+        batches = None if images is None else math.ceil(images / max(x.shape[0], 1))
+        progress = self.progress(None if batches is None else batches * self._passes(),
+                                 _UNIT)
         index = self.global_index(x.shape[0])
         keep = self.is_real(index)
         if self.max_images is not None:
@@ -138,6 +150,7 @@ class CorruptionRobustness(Evaluator):
                     generator.manual_seed(_seed(self.seed, i, severity, rank, self._batches))
                     corrupted = corrupt(x, corruption, severity, generator, self.preset)
                     self._count(model(corrupted), y, i, j)
+                    progress.advance(detail=f"{corruption} {severity}")
 
     def run_standalone(self, model: nn.Module) -> None:
         """``"files"``: evaluate this process's share of the published benchmark images."""
@@ -145,6 +158,7 @@ class CorruptionRobustness(Evaluator):
             return
         rank, world_size = rank_and_world_size()
         device = next(model.parameters(), torch.empty(0, device=self.device)).device
+        progress = self.progress(self._passes(), _UNIT)
         with torch.no_grad(), eval_mode(model):
             for i, corruption in enumerate(self.corruptions):
                 for j, severity in enumerate(self.severities):
@@ -160,6 +174,7 @@ class CorruptionRobustness(Evaluator):
                             x = F.interpolate(x, size=(self.resize, self.resize),
                                               mode="bilinear", antialias=True).clamp_(0, 1)
                         self._count(model(x), images.labels[positions].to(device), i, j)
+                    progress.advance(detail=f"{corruption} {severity}")
         # run_standalone is not a torchmetrics update: drop any cached result and record
         # that states changed, so compute() neither returns stale values nor warns.
         self._computed = None
@@ -203,6 +218,9 @@ class CorruptionRobustness(Evaluator):
         axes.legend()
         figure.tight_layout()
         return {f"{self.name}/accuracy_per_corruption": figure}
+
+    def _passes(self) -> int:
+        return len(self.corruptions) * len(self.severities)
 
     def _count(self, logits: Tensor, y: Tensor, i: int, j: int) -> None:
         self.correct[i, j] += (logits.argmax(dim=1) == y).sum()

@@ -39,6 +39,7 @@ from lit_robust.methods.rift.prefix_reuse import ForwardRunner, build_runner
 from lit_robust.models.modes import eval_mode
 from lit_robust.models.normalize import NormalizedClassifier
 from lit_robust.models.surgery import named_candidate_modules
+from lit_robust.progress import Progress
 
 Batch = tuple[Tensor, Tensor]
 
@@ -251,6 +252,7 @@ def module_robust_criticality(
     project_every_step: bool = False,
     reuse_prefix: bool = True,
     seed: int = 0,
+    progress: bool = True,
 ) -> list[CriticalityRow]:
     """The MRC of every candidate module (RiFT, Definition 1 and Algorithm 1).
 
@@ -271,6 +273,8 @@ def module_robust_criticality(
         reuse_prefix: reuse the computation before each module (no effect on the result
             beyond float rounding; ``False`` uses plain forward passes).
         seed: seed of the per-pass shuffling of the adversarial set.
+        progress: print ``MRC search: i/N modules, elapsed, ETA`` lines on rank 0
+            (:mod:`lit_robust.progress`).
 
     Returns:
         One :class:`CriticalityRow` per module, in the order of ``modules``.
@@ -291,6 +295,7 @@ def module_robust_criticality(
     names = resolve_modules(model, modules)
     generator = torch.Generator().manual_seed(seed)
     rows = []
+    counter = Progress("MRC search", len(names), "modules", enabled=progress)
     with eval_mode(model):
         before = _evaluate(ForwardRunner(model, adv_inputs), labels, batch_size)
         runner = None
@@ -302,6 +307,7 @@ def module_robust_criticality(
                 model, name, runner, labels, before, epsilon, epochs, lr, batch_size,
                 project_every_step, generator,
             ))
+            counter.advance(detail=name)
     return rows
 
 

@@ -5,7 +5,8 @@ Fine-Tuning", ICCV 2023. Starting from an adversarially trained model θ_AT:
 
 1. ``on_fit_start``: the module robust criticality (MRC) of every Conv2d / Linear on
    adversarial examples of the held-out validation split
-   (:mod:`lit_robust.methods.rift.criticality`); the least critical module is chosen;
+   (:mod:`lit_robust.methods.rift.criticality`); the least critical module is chosen (under
+   DDP by process 0, which sends the table and the choice to the others);
 2. training: that module's weight (and bias) is fine-tuned on clean data, every other
    parameter frozen and the frozen layers' BatchNorm in eval mode;
 3. ``on_train_end``: θ(α) = (1 − α)·θ_AT + α·θ_FT is evaluated on the validation split for
@@ -23,6 +24,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -41,6 +43,7 @@ from lit_robust.methods.rift.figures import criticality_figure, interpolation_fi
 from lit_robust.methods.rift.interpolation import interpolate_state_dicts, select_alpha
 from lit_robust.models.modes import eval_mode
 from lit_robust.models.surgery import get_head
+from lit_robust.progress import trainer_shows_progress
 
 FinetuneScope = Literal["least_critical", "top_k_least", "all", "last_layer", "most_critical"]
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -158,18 +161,40 @@ class RiFT(RobustClassifier):
         self._held_out_loader()  # fail early without a validation split
         restored = self.finetuned_modules is not None
         if not restored:
-            self.mrc_table = self._criticality_table() if self._needs_search() else None
-            self.finetuned_modules = self._choose_modules()
-            # every process fine-tunes what the first one chose
-            broadcast = self.trainer.strategy.broadcast
-            self.mrc_table, self.finetuned_modules = broadcast(
-                (self.mrc_table, self.finetuned_modules), src=0)
+            self._search_on_first_process()
         self._freeze()
         if self._base_state is None:
             self._base_state = {k: v.detach().clone() for k, v in self._mutable_state().items()}
         if not restored:  # a restored run's optimizer already holds only these parameters
+            self._wrap_ddp_again()
             self.trainer.strategy.setup_optimizers(self.trainer)
         self._log_search()
+
+    def _search_on_first_process(self) -> None:
+        """Run the MRC search and the module choice in process 0 only; send them to the others.
+
+        The other processes wait for the result: under DDP the process group's timeout (30
+        minutes by default) must exceed the search; an ``mrc_cache`` hit makes it quick.
+        """
+        trainer = self.trainer
+        result = None
+        if trainer.is_global_zero:
+            self.mrc_table = self._criticality_table() if self._needs_search() else None
+            result = (self.mrc_table, self._choose_modules())
+        self.mrc_table, self.finetuned_modules = trainer.strategy.broadcast(result, src=0)
+
+    def _wrap_ddp_again(self) -> None:
+        """Wrap the model in a new ``DistributedDataParallel`` after freezing.
+
+        DDP expects a gradient for every parameter that was trainable when it wrapped the
+        model, before ``on_fit_start``, and stops at the second training step when the frozen
+        ones get none. (A restored run freezes when its checkpoint is loaded, before the model
+        is wrapped.)
+        """
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy) and strategy.model is not self:
+            strategy.model = self
+            strategy.configure_ddp()
 
     def _needs_search(self) -> bool:
         return self.hparams.module is None and self.hparams.finetune in (
@@ -222,8 +247,9 @@ class RiFT(RobustClassifier):
             self.model, adv_inputs, labels, epsilon=hp.mrc_epsilon, epochs=hp.mrc_epochs,
             lr=hp.mrc_lr, batch_size=hp.mrc_batch_size,
             project_every_step=hp.mrc_project_every_step, reuse_prefix=hp.mrc_reuse_prefix,
+            progress=trainer_shows_progress(self.trainer),
         )
-        if key is not None and self.trainer.is_global_zero:
+        if key is not None:
             store_table(hp.mrc_cache, key, rows, settings)
         return rows
 

@@ -10,9 +10,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from lit_robust.evaluation.base import rank_and_world_size
 from lit_robust.losses import nt_xent
 from lit_robust.methods.base import Batch, RobustClassifier
 from lit_robust.methods.simclr.augment import SimCLRAugmentation
+from lit_robust.methods.simclr.gather import gather_with_grad
 from lit_robust.models.modes import eval_mode
 from lit_robust.models.surgery import get_head
 
@@ -34,7 +36,10 @@ class SimCLR(RobustClassifier):
     Every training batch yields two random views per image, drawn on the device by
     :class:`~lit_robust.methods.simclr.augment.SimCLRAugmentation`; both pass through the
     backbone's features and the MLP ``projector``, and NT-Xent (:func:`~lit_robust.losses.nt_xent`)
-    pulls the two views of an image together against the other images of the batch.
+    pulls the two views of an image together against the other images of the batch. Under
+    DDP the batch is the global one: with ``gather_negatives`` every process contrasts its
+    views with the projections of all processes (:func:`~lit_robust.methods.simclr.gather.
+    gather_with_grad`), as the paper does across its TPU cores.
 
     The backbone's own classifier head is trained at the same time as an *online linear
     probe* on the detached features of the first view (cross-entropy with the labels, no
@@ -59,8 +64,11 @@ class SimCLR(RobustClassifier):
         grayscale_probability: probability of the grayscale conversion.
         blur_probability: probability of the Gaussian blur (0 for small images, 0.5 for
             ImageNet).
+        gather_negatives: under DDP, take negatives from every process's batch (the paper);
+            ``False`` contrasts within each process's batch only. No effect in one process.
         **kwargs: the arguments of :class:`~lit_robust.methods.base.RobustClassifier`
-            (SGD with ``schedule: cosine`` and ``warmup_epochs`` suits large batches).
+            (``optimizer: lars`` with ``schedule: cosine`` and ``warmup_epochs`` is the
+            paper's large-batch setting; SGD with the same schedule suits small batches).
 
     Raises:
         ValueError: for ``temperature <= 0``, non-positive projection sizes, or augmentation
@@ -77,6 +85,7 @@ class SimCLR(RobustClassifier):
         jitter_probability: float = 0.8,
         grayscale_probability: float = 0.2,
         blur_probability: float = 0.0,
+        gather_negatives: bool = True,
         **kwargs: Any,
     ) -> None:
         if temperature <= 0:
@@ -119,7 +128,21 @@ class SimCLR(RobustClassifier):
         features = self.model.features(self.views(x))
         projections = self.projector(features)
         z1, z2 = projections.chunk(2)
-        return nt_xent(z1, z2, self.hparams.temperature), features[: x.shape[0]]
+        return self.nt_xent(z1, z2), features[: x.shape[0]]
+
+    def nt_xent(self, z1: Tensor, z2: Tensor) -> Tensor:
+        """NT-Xent of this process's views against the views of the (global) batch.
+
+        Under DDP with ``gather_negatives`` the mean of this loss over the processes is the
+        loss of the global batch, and DDP's averaged gradients are its gradients.
+        """
+        rank, world_size = rank_and_world_size()
+        if not self.hparams.gather_negatives or world_size == 1:
+            return nt_xent(z1, z2, self.hparams.temperature)
+        batch = z1.shape[0]
+        gathered = gather_with_grad(torch.cat([z1, z2])).unflatten(0, (world_size, 2, batch))
+        candidates = (gathered[:, 0].flatten(0, 1), gathered[:, 1].flatten(0, 1))
+        return nt_xent(z1, z2, self.hparams.temperature, candidates, offset=rank * batch)
 
     def training_loss(self, x: Tensor, x_adv: Tensor | None, y: Tensor) -> tuple[Tensor, Tensor]:
         contrastive, features = self.contrastive_loss(x)

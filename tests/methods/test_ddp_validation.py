@@ -1,0 +1,83 @@
+"""Under DDP, ``val/acc`` and ``val/robust_acc`` count each validation image once, not the
+distributed sampler's padding copies (7 images on 2 processes: rank 1 also gets a copy of
+image 0)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+from lit_robust.attacks import PGDAttack
+from lit_robust.methods import AdversarialTraining
+
+NUM_IMAGES = 7
+# A budget so small that every correct image stays correct: robust accuracy = clean accuracy.
+TINY_ATTACK = {"eps": 1e-4, "step_size": 1e-4, "steps": 1, "random_start": False}
+
+
+def _method() -> AdversarialTraining:
+    torch.manual_seed(0)
+    method = AdversarialTraining(backbone="tiny_cnn", num_classes=10, mean=[0.5] * 3,
+                                 std=[0.25] * 3, attack=PGDAttack(**TINY_ATTACK))
+    method.configure_model()
+    return method
+
+
+def _images(method: AdversarialTraining) -> tuple[Tensor, Tensor]:
+    """Random images labelled with the model's predictions, except image 0 (the padding copy),
+    which is misclassified: counting it twice lowers both accuracies."""
+    x = torch.rand(NUM_IMAGES, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = method.eval()(x).argmax(dim=1)
+    y[0] = (y[0] + 1) % 10
+    return x, y
+
+
+def _validate(method: AdversarialTraining, loader: DataLoader, **trainer_args: object
+              ) -> dict[str, float]:
+    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False,
+                      inference_mode=False, **trainer_args)
+    (metrics,) = trainer.validate(method, loader, verbose=False)
+    return metrics
+
+
+@pytest.mark.slow
+def test_two_processes_validate_each_image_once() -> None:
+    method = _method()
+    loader = DataLoader(TensorDataset(*_images(method)), batch_size=2)
+    single = _validate(method, loader, devices=1)
+    assert single["val/acc"] == pytest.approx(6 / 7)
+    assert single["val/robust_acc"] == pytest.approx(6 / 7)
+    spawned = _validate(method, loader, devices=2, strategy="ddp_spawn")
+    assert spawned["val/acc"] == pytest.approx(6 / 7)  # 6 / 8 when the copy counts
+    assert spawned["val/robust_acc"] == pytest.approx(6 / 7)
+
+
+@pytest.mark.parametrize(("rank", "batch_idx", "expected"), [
+    (0, 0, [True, True]), (0, 1, [True]), (1, 0, [True, True]), (1, 1, [False]),
+])
+def test_padding_copies_are_masked_by_their_position(rank: int, batch_idx: int,
+                                                     expected: list[bool]) -> None:
+    """5 images on 2 processes: rank 0 gets 0, 2, 4; rank 1 gets 1, 3 and a copy of 0.
+    With batches of 2, rank 1's second batch holds only the copy."""
+
+    class _Trainer:
+        val_dataloaders = DataLoader(
+            TensorDataset(torch.zeros(5)), batch_size=2,
+            sampler=DistributedSampler(TensorDataset(torch.zeros(5)), num_replicas=2,
+                                       rank=rank, shuffle=False))
+
+    method = _method()
+    method._trainer = _Trainer()  # type: ignore[assignment]
+    count = len(expected)
+    assert method.real_validation_images(batch_idx, count).tolist() == expected
+
+
+def test_without_a_distributed_sampler_every_image_counts() -> None:
+    method = _method()
+    assert method.real_validation_images(3, 4).tolist() == [True] * 4
