@@ -12,6 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.ddp_port import own_master_port  # noqa: E402, F401 (autouse: every test's DDP port)
 from tests.shared_paths import shared_data_root, shared_models_root  # noqa: E402
 
 

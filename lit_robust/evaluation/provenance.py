@@ -11,8 +11,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningModule
 import torch
+from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from lit_robust.evaluation.base import Evaluator

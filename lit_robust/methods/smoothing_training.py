@@ -97,11 +97,14 @@ class GaussianAugmentation(RobustClassifier):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         super().validation_step(batch, batch_idx)
         x, y = batch
+        keep = self.real_validation_images(batch_idx, y.shape[0]).to(y.device)
+        x, y = x[keep.to(x.device)], y[keep]  # without a DDP shard's padding copies
         with eval_mode(self.model):
             noisy = x + self.hparams.sigma * torch.randn_like(x)
-            self.val_noisy_acc(self.model(noisy), y)
+            if y.numel() > 0:
+                self.val_noisy_acc.update(self.model(noisy), y)
         self.log("val/noisy_acc", self.val_noisy_acc, prog_bar=True)
-        if batch_idx == 0 and self.hparams.val_certify_images > 0:
+        if batch_idx == 0 and self.hparams.val_certify_images > 0 and y.numel() > 0:
             self._certify_validation_images(x[: self.hparams.val_certify_images],
                                             y[: self.hparams.val_certify_images])
 

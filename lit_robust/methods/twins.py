@@ -15,7 +15,13 @@ from lit_robust.attacks import PGDAttack
 from lit_robust.losses import trades_kl
 from lit_robust.methods.base import RobustClassifier
 from lit_robust.methods.optim import ScheduleName
-from lit_robust.models.dual_bn import Wing, convert_to_dual_bn, dual_batchnorms, use_wing
+from lit_robust.models.dual_bn import (
+    WINGS,
+    Wing,
+    convert_to_dual_bn,
+    dual_batchnorms,
+    use_wing,
+)
 from lit_robust.models.modes import eval_mode
 from lit_robust.models.normalize import NormalizedClassifier
 
@@ -182,7 +188,23 @@ class TWINS(RobustClassifier):
         every = self.log_grad_ratio_every_n_steps
         if every > 0 and self._trainer is not None and (self.global_step + 1) % every == 0:
             self.log_grad_ratios(terms)
-        return torch.stack(list(terms.values())).sum(), logits
+        return torch.stack(list(terms.values())).sum() + self._idle_wing_zero(terms), logits
+
+    def _idle_wing_zero(self, terms: dict[Wing, Tensor]) -> Tensor | float:
+        """Under DDP, a zero that depends on the trainable parameters of a wing that had no
+        example in this batch (a batch of one gives none to the adaptive wing).
+
+        DDP needs a gradient for every trainable parameter in every step, or it stops at the
+        next one; the processes get equally large batches, so they all add it. Those
+        parameters then get a zero gradient (weight decay and momentum still move them, as
+        they move the others). One process adds nothing: their gradient stays ``None``.
+        """
+        if self._trainer is None or self.trainer.world_size < 2:
+            return 0.0
+        idle = [wing for wing in WINGS if wing not in terms]
+        params = [p for layer in dual_batchnorms(self.model) for wing in idle
+                  for p in getattr(layer, wing).parameters() if p.requires_grad]
+        return sum((0.0 * p.sum() for p in params), torch.zeros((), device=self.device))
 
     def log_grad_ratios(self, terms: dict[Wing, Tensor]) -> None:
         """Log ‖∇L_wing‖/‖W‖ of the conv weights and of each wing's BN γ (see the class doc)."""

@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch import Tensor, nn
+from torch import Tensor
 
 from lit_robust.attacks import PGDAttack
 from lit_robust.data import CIFAR10DataModule
@@ -229,3 +229,23 @@ def test_rift_on_two_processes(tmp_path: Path) -> None:
     assert first == second
     assert first["modules"] and first["mrc_table"] and first["alpha"] is not None
     assert result["checkpoint"]["rift"]["modules"] == first["modules"]
+
+
+def test_twins_with_a_batch_of_one_per_process(tmp_path: Path) -> None:
+    """5 training images per process in batches of 4: the second batch of each process has
+    one image, which trains only the frozen wing; DDP still needs a gradient (zero) for the
+    adaptive wing's parameters."""
+    pretrained = _pretrained(tmp_path)
+    seed_everything(0)
+    method = TWINS(backbone="tiny_cnn", pretrained=pretrained, attack=PGDAttack(**ONE_STEP),
+                   lr=0.05, evaluators=_evaluators())
+    data = CIFAR10DataModule(samples_per_class=1, val_size=0, test_samples_per_class=1,
+                             batch_size=4, num_workers=0, augment=False)
+    trainer = _trainer(tmp_path, strategy="ddp_spawn", devices=2, logger=False,
+                       enable_checkpointing=False, callbacks=[PerRank(str(tmp_path))])
+    trainer.fit(method, data)
+    records = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    for record in records:
+        assert [len(record["seen"][epoch]) for epoch in range(EPOCHS)] == [5, 5]
+    first, second = (record["state"] for record in records)
+    assert [k for k in first if not torch.equal(first[k], second[k])] == []

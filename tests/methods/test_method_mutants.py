@@ -170,3 +170,114 @@ def test_training_checks_the_pixel_range_of_the_first_batch() -> None:
     x, y = _batch()
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         method.training_step((x * 255, y), 0)
+
+
+def test_non_finite_loss_error_says_where_training_stopped() -> None:
+    from lit_robust.errors import NonFiniteLossError
+
+    method = _method()
+    method._trainer = SimpleNamespace(current_epoch=2, global_step=40)
+    x, y = _batch()
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError) as error:
+        method.training_step((x, y), 3)
+    for where in ("epoch 2", "step 40", "batch 3"):
+        assert where in str(error.value)
+
+
+@pytest.mark.parametrize(("low", "high", "ok"), [(0.0, 1.0, True), (-0.5, 0.5, False),
+                                                 (0.5, 1.5, False), (-2.0, 3.0, False)])
+def test_pixel_range_check_catches_either_end(low: float, high: float, ok: bool) -> None:
+    from lit_robust.methods.base import check_pixel_range
+
+    x = torch.tensor([low, high]).view(1, 2, 1, 1)
+    if ok:
+        check_pixel_range(x)
+    else:
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            check_pixel_range(x)
+
+
+def test_default_test_evaluators_use_the_validation_attack_budget() -> None:
+    from lit_robust.evaluation import CleanAccuracy
+
+    for steps, expected_steps in ((5, 10), (20, 20)):
+        method = StandardTraining(val_attack=PGDAttack(eps=0.5, step_size=0.1, steps=steps,
+                                                       norm="l2"), **NORM)
+        clean, pgd = method.default_evaluators()
+        assert isinstance(clean, CleanAccuracy)
+        (attack,) = pgd.attacks
+        assert (attack.eps, attack.step_size, attack.steps, attack.norm, attack.restarts) == (
+            0.5, 0.1, expected_steps, "l2", 3)
+
+
+def test_training_logs_loss_per_step_and_epoch_and_accuracy_per_epoch(tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    method = StandardTraining(backbone="tiny_cnn", backbone_kwargs={"width": 2}, **NORM)
+    g = torch.Generator().manual_seed(3)
+    data = DataLoader(TensorDataset(torch.rand(6, 3, 8, 8, generator=g),
+                                    torch.randint(0, 3, (6,), generator=g)), batch_size=3)
+    trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False,
+                      default_root_dir=tmp_path)
+    trainer.fit(method, data)
+    logged = set(trainer.callback_metrics)
+    assert {"train/loss_step", "train/loss_epoch", "train/acc", "train/lr"} <= logged
+    assert "train/acc_step" not in logged
+    assert "train/loss_step" in trainer.progress_bar_metrics
+
+
+class _Data:
+    """A data module that knows its classes and normalization (mean as a tensor)."""
+
+    num_classes = 5
+    mean = torch.tensor([0.25, 0.5, 0.75])
+    std = (0.2, 0.2, 0.2)
+
+
+class _BareData:
+    """A data module that defines none of num_classes, mean and std."""
+
+
+def _configured(datamodule, **kwargs) -> StandardTraining:
+    method = StandardTraining(backbone="tiny_cnn", backbone_kwargs={"width": 2}, **kwargs)
+    method._trainer = SimpleNamespace(datamodule=datamodule, ckpt_path=None)
+    method.configure_model()
+    return method
+
+
+def test_values_taken_from_the_data_are_stored_as_plain_hyperparameters() -> None:
+    method = _configured(_Data())
+    assert method.hparams["num_classes"] == 5
+    assert method.hparams["mean"] == [0.25, 0.5, 0.75]
+    assert method.hparams["std"] == [0.2, 0.2, 0.2]
+    assert all(type(v) is float for v in method.hparams["mean"] + method.hparams["std"])
+
+
+def test_a_data_module_without_those_attributes_falls_back_to_the_model_arguments() -> None:
+    method = _configured(_BareData(), **NORM)
+    assert method.hparams["num_classes"] == 3
+    assert method.model(torch.rand(2, 3, 8, 8)).shape == (2, 3)
+
+
+def test_unknown_or_contradicting_num_classes_is_reported() -> None:
+    with pytest.raises(ValueError, match="num_classes"):
+        _configured(_BareData(), mean=[0.0] * 3, std=[1.0] * 3)
+    with pytest.raises(ValueError, match="_Data"):
+        _configured(_Data(), num_classes=7)
+
+
+def test_backbone_kwargs_and_channels_last_shape_the_model() -> None:
+    def conv_weights(method: StandardTraining) -> list[Tensor]:
+        return [p for p in method.model.parameters() if p.dim() == 4]
+
+    narrow = _configured(None, **NORM)
+    wide = StandardTraining(backbone="tiny_cnn", backbone_kwargs={"width": 4}, **NORM)
+    wide.configure_model()
+    assert sum(p.numel() for p in wide.model.parameters()) > sum(
+        p.numel() for p in narrow.model.parameters())
+    assert not conv_weights(narrow)[0].is_contiguous(memory_format=torch.channels_last)
+    fast = _configured(None, channels_last=True, **NORM)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights(fast))
