@@ -1,5 +1,5 @@
-"""Under DDP, ``val/acc`` and ``val/robust_acc`` count each validation image once, not the
-distributed sampler's padding copies (7 images on 2 processes: rank 1 also gets a copy of
+"""Under DDP, ``val/acc``, ``val/robust_acc`` and ``val/noisy_acc`` count each validation image
+once, not the distributed sampler's padding copies (7 images on 2 processes: rank 1 also gets a copy of
 image 0)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from lit_robust.attacks import PGDAttack
-from lit_robust.methods import AdversarialTraining
+from lit_robust.methods import AdversarialTraining, GaussianAugmentation
 
 NUM_IMAGES = 7
 # A budget so small that every correct image stays correct: robust accuracy = clean accuracy.
@@ -56,6 +56,20 @@ def test_two_processes_validate_each_image_once() -> None:
     spawned = _validate(method, loader, devices=2, strategy="ddp_spawn")
     assert spawned["val/acc"] == pytest.approx(6 / 7)  # 6 / 8 when the copy counts
     assert spawned["val/robust_acc"] == pytest.approx(6 / 7)
+
+
+@pytest.mark.slow
+def test_two_processes_count_noisy_validation_accuracy_once() -> None:
+    """Gaussian augmentation's own validation metric drops the copies too (noise so small that
+    the noisy predictions are the clean ones)."""
+    torch.manual_seed(0)
+    method = GaussianAugmentation(backbone="tiny_cnn", num_classes=10, mean=[0.5] * 3,
+                                  std=[0.25] * 3, sigma=1e-6)
+    method.configure_model()
+    loader = DataLoader(TensorDataset(*_images(method)), batch_size=2)
+    assert _validate(method, loader, devices=1)["val/noisy_acc"] == pytest.approx(6 / 7)
+    spawned = _validate(method, loader, devices=2, strategy="ddp_spawn")
+    assert spawned["val/noisy_acc"] == pytest.approx(6 / 7)  # 6 / 8 when the copy counts
 
 
 @pytest.mark.parametrize(("rank", "batch_idx", "expected"), [
