@@ -281,3 +281,52 @@ def test_backbone_kwargs_and_channels_last_shape_the_model() -> None:
     assert not conv_weights(narrow)[0].is_contiguous(memory_format=torch.channels_last)
     fast = _configured(None, channels_last=True, **NORM)
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights(fast))
+
+
+def _shard_mask(rank: int, size: int, batch_size: int, batch_idx: int, count: int,
+                drop_last: bool = False, wrap: bool = True) -> list[bool]:
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data.distributed import DistributedSampler
+
+    data = TensorDataset(torch.rand(size, 3, 4, 4), torch.zeros(size, dtype=torch.long))
+    sampler = DistributedSampler(data, num_replicas=2, rank=rank, shuffle=False,
+                                 drop_last=drop_last)
+    loader = DataLoader(data, batch_size=batch_size, sampler=sampler)
+    method = _method()
+    method._trainer = SimpleNamespace(val_dataloaders=[loader] if wrap else loader)
+    return method.real_validation_images(batch_idx, count).tolist()
+
+
+def test_ddp_padding_copies_are_not_validation_images() -> None:
+    # 3 images on 2 processes are padded to 4: process 1 gets image 1 and a copy of image 0.
+    assert _shard_mask(rank=1, size=3, batch_size=2, batch_idx=0, count=2) == [True, False]
+    assert _shard_mask(rank=1, size=3, batch_size=2, batch_idx=0, count=2,
+                       wrap=False) == [True, False]
+    assert _shard_mask(rank=0, size=3, batch_size=2, batch_idx=0, count=2) == [True, True]
+    # 7 images: process 1 gets images 1, 3, 5 and a copy of image 0 (its second batch of 3).
+    assert _shard_mask(rank=1, size=7, batch_size=3, batch_idx=0, count=3) == [True] * 3
+    assert _shard_mask(rank=1, size=7, batch_size=3, batch_idx=1, count=1) == [False]
+    # drop_last drops the tail instead of padding.
+    assert _shard_mask(rank=1, size=3, batch_size=2, batch_idx=0, count=1,
+                       drop_last=True) == [True]
+
+
+def test_validation_accuracy_of_a_padded_shard_counts_each_image_once(tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data.distributed import DistributedSampler
+
+    x = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(4))
+    method = _method(val_attack=_CountingAttack())
+    with torch.no_grad():
+        predicted = method.model(x).argmax(dim=1)
+    y = predicted.clone()
+    y[0] = (predicted[0] + 1) % 3  # image 0 (the padding copy on process 1) is wrong
+    data = TensorDataset(x, y)
+    sampler = DistributedSampler(data, num_replicas=2, rank=1, shuffle=False)
+    trainer = Trainer(logger=False, inference_mode=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.validate(method, DataLoader(data, batch_size=2, sampler=sampler), verbose=False)
+    # process 1 validates image 1 only (correct); the copy of image 0 must not count
+    assert trainer.callback_metrics["val/acc"].item() == pytest.approx(1.0)
+    assert trainer.callback_metrics["val/robust_acc"].item() == pytest.approx(1.0)
