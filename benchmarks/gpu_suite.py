@@ -15,6 +15,8 @@ Runs, one after the other on one CUDA device:
    images/s, on CIFAR-10 images of ``--data-root`` (target loader ÷ AT ≥ 3);
 6. ``compile_effect.py``: ``compile_model`` (inductor) and bf16 autocast against eager fp32
    for one PGD-10 AT step.
+7. ``reference_loops.py``: AT and TRADES ``Trainer.fit`` and ``certify`` / ``certify_batch``
+   against loops written the way the papers' code does it, fp32 (certification target ≥ 1.5×).
 
 Each writes its JSON under ``--results`` (``gpu_suite_<step>.json``); the suite prints one table
 at the end and writes ``gpu_suite_summary.json``. ``--smoke`` runs the same steps at tiny sizes
@@ -87,6 +89,13 @@ def steps(smoke: bool, models_root: Path, results: Path) -> dict[str, list[str]]
             "--batch-size", "8" if smoke else "512", "--steps", "1" if smoke else "10",
             "--iterations", "1" if smoke else "10", "--repeats", "1" if smoke else "3",
             "--output", str(results / "gpu_suite_compile_effect"),
+        ],
+        "reference_loops": [
+            "reference_loops.py", "--model", model, "--device", device,
+            *(["--smoke"] if smoke else ["--batch-size", "256", "--batches", "10", "20",
+                                         "--n", "10000", "100000", "--cert-batch-size", "1000",
+                                         "--images", "4", "--repeats", "2"]),
+            "--output", str(results / "gpu_suite_reference_loops"),
         ],
     }
 
