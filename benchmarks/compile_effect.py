@@ -32,6 +32,10 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks beside this file
+from fit_overhead import adversarial_step  # noqa: E402
+from result_files import write_result_files  # noqa: E402
+
 from lit_robust.attacks import PGDAttack
 from lit_robust.methods import AdversarialTraining
 
@@ -61,12 +65,7 @@ def worker(args: argparse.Namespace) -> dict:
                 else contextlib.nullcontext())
 
     def step() -> None:
-        with autocast:
-            x_adv = method.make_adversarial(x, y)
-            loss, _ = method.training_loss(x, x_adv, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        adversarial_step(method, optimizer, x, y, autocast)
 
     def seconds(steps: int) -> float:
         _sync(device)
@@ -148,9 +147,7 @@ def main() -> None:
     print(json.dumps(result))
     if args.output is not None:
         command = " ".join(["python", "benchmarks/compile_effect.py", *sys.argv[1:]])
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        args.output.with_suffix(".md").write_text(markdown(result, command))
+        write_result_files(args.output, result, markdown(result, command))
 
 
 if __name__ == "__main__":

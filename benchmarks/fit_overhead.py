@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningDataModule, Trainer
+from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_robust.attacks import PGDAttack
@@ -108,6 +109,17 @@ def run_lightning(method: RobustClassifier, data: TensorDataset, args: argparse.
     return watch.stop - watch.start
 
 
+def adversarial_step(method: RobustClassifier, optimizer: torch.optim.Optimizer, x: Tensor,
+                     y: Tensor, autocast: contextlib.AbstractContextManager) -> None:
+    """One plain-PyTorch training step of ``method``: attack, loss, backward, update."""
+    with autocast:
+        x_adv = method.make_adversarial(x, y)
+        loss, _ = method.training_loss(x, x_adv, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def run_plain(method: RobustClassifier, data: TensorDataset, args: argparse.Namespace,
               device: torch.device) -> float:
     method.configure_model()
@@ -125,13 +137,7 @@ def run_plain(method: RobustClassifier, data: TensorDataset, args: argparse.Name
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             start = time.perf_counter()
-        x, y = x.to(device), y.to(device)
-        with autocast:
-            x_adv = method.make_adversarial(x, y)
-            loss, _ = method.training_loss(x, x_adv, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        adversarial_step(method, optimizer, x.to(device), y.to(device), autocast)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start

@@ -37,6 +37,9 @@ import torch
 import torch.nn.functional as F
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks beside this file
+from result_files import write_result_files  # noqa: E402
+
 from lit_robust.attacks import pgd
 from lit_robust.data import CIFAR10DataModule
 from lit_robust.models import build_classifier
@@ -191,9 +194,7 @@ def main() -> None:
     print(json.dumps(result))
     if args.output is not None:
         command = " ".join(["python", "benchmarks/loader_throughput.py", *sys.argv[1:]])
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        args.output.with_suffix(".md").write_text(markdown(result, command))
+        write_result_files(args.output, result, markdown(result, command))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fit_overhead import WARMUP_BATCHES, batches, build_method, run_lightning
+from result_files import write_result_files
 from scipy.stats import beta as beta_distribution
 from scipy.stats import norm
 from torch import Tensor, nn
@@ -379,9 +380,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"command": command, "device": str(device), "threads": torch.get_num_threads(),
               "repeats": args.repeats, "settings": rows}
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        args.output.with_suffix(".md").write_text(report(result))
+        write_result_files(args.output, result, report(result))
     print(json.dumps(result))
     return result
 

@@ -5,24 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from scipy.stats import beta, norm
-from torch import Tensor, nn
 
 from lit_robust.evaluation.smoothing import ABSTAIN, SmoothedClassifier
-
-
-class PhaseClassifier(nn.Module):
-    """Predicts ``first`` for its first ``switch`` inputs, then ``then`` (3 classes)."""
-
-    def __init__(self, switch: int, first: int, then: int) -> None:
-        super().__init__()
-        self.switch, self.first, self.then = switch, first, then
-        self.seen = 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        index = torch.arange(self.seen, self.seen + x.shape[0])
-        self.seen += x.shape[0]
-        labels = torch.where(index < self.switch, self.first, self.then)
-        return torch.nn.functional.one_hot(labels, 3).float()
+from tests.evaluation.toy_models import PhaseClassifier
 
 
 def test_candidate_comes_from_the_selection_draw() -> None:

@@ -16,7 +16,7 @@ from lit_robust.evaluation.certification_stats import (
     clopper_pearson_lower,
 )
 from lit_robust.evaluation.smoothing import ABSTAIN, SmoothedClassifier
-from tests.evaluation.toy_models import ConstantClassifier
+from tests.evaluation.toy_models import ConstantClassifier, PhaseClassifier
 
 
 class RecordingLinear(nn.Module):
@@ -37,21 +37,6 @@ class RecordingLinear(nn.Module):
         logits = self.linear(x.flatten(1))
         self.logit_dtypes.append(logits.dtype)
         return logits
-
-
-class Scripted(nn.Module):
-    """Predicts ``first`` for its first ``switch`` inputs, then ``then`` (3 classes)."""
-
-    def __init__(self, switch: int, first: int, then: int) -> None:
-        super().__init__()
-        self.switch, self.first, self.then = switch, first, then
-        self.seen = 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        index = torch.arange(self.seen, self.seen + x.shape[0])
-        self.seen += x.shape[0]
-        return nn.functional.one_hot(torch.where(index < self.switch, self.first, self.then),
-                                     3).float()
 
 
 def _inputs_seen(call, seed: int) -> Tensor:
@@ -90,7 +75,8 @@ def test_predict_tests_the_top_class_against_the_runner_up() -> None:
     x = torch.rand(1, 2, 2)
 
     def predict(alpha: float) -> int:
-        smoothed = SmoothedClassifier(Scripted(15, first=2, then=0), num_classes=3, sigma=0.25)
+        smoothed = SmoothedClassifier(PhaseClassifier(15, first=2, then=0), num_classes=3,
+                                      sigma=0.25)
         return smoothed.predict(x, n=20, alpha=alpha, batch_size=8)
 
     assert predict(0.05) == 2

@@ -31,3 +31,19 @@ def self_labelled_batch(n: int = 48) -> tuple[nn.Sequential, Tensor, Tensor]:
     with torch.no_grad():
         y = model(x).argmax(dim=1)
     return model, x, y
+
+
+class PhaseClassifier(nn.Module):
+    """Predicts ``first`` for its first ``switch`` inputs, then ``then`` (3 classes): the
+    selection and estimation draws of CERTIFY then see different classes."""
+
+    def __init__(self, switch: int, first: int, then: int) -> None:
+        super().__init__()
+        self.switch, self.first, self.then = switch, first, then
+        self.seen = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        index = torch.arange(self.seen, self.seen + x.shape[0])
+        self.seen += x.shape[0]
+        labels = torch.where(index < self.switch, self.first, self.then)
+        return torch.nn.functional.one_hot(labels, 3).float()

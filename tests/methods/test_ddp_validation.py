@@ -1,6 +1,6 @@
 """Under DDP, ``val/acc``, ``val/robust_acc`` and ``val/noisy_acc`` count each validation image
-once, not the distributed sampler's padding copies (7 images on 2 processes: rank 1 also gets a copy of
-image 0)."""
+once, not the distributed sampler's padding copies (7 images on 2 processes: rank 1 also gets
+a copy of image 0)."""
 
 from __future__ import annotations
 
