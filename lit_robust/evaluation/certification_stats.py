@@ -45,6 +45,26 @@ def clopper_pearson_lower(n_a: ArrayLike, n: ArrayLike, alpha: float) -> float |
     return float(bound) if bound.ndim == 0 else bound
 
 
+def smallest_certifying_n(alpha: float) -> int:
+    """The fewest CERTIFY samples ``n`` that can certify anything at failure probability α.
+
+    With every one of ``n`` samples voting for the top class the lower bound is
+    ``alpha ** (1 / n)`` (:func:`clopper_pearson_lower`), and CERTIFY abstains unless it
+    exceeds ½: smaller ``n`` abstain on every image (e.g. ``n = 5`` at ``α = 0.001``; the
+    answer there is 10).
+
+    Raises:
+        ValueError: for ``alpha`` outside (0, 1).
+    """
+    _check_alpha(alpha)
+    n = max(1, int(np.floor(np.log(alpha) / np.log(0.5))))
+    while clopper_pearson_lower(n, n, alpha) <= 0.5:
+        n += 1
+    while n > 1 and clopper_pearson_lower(n - 1, n - 1, alpha) > 0.5:
+        n -= 1
+    return n
+
+
 def binomial_two_sided_pvalue(n_a: int, n_a_plus_n_b: int, p: float = 0.5) -> float:
     """Exact two-sided binomial test p-value of ``n_a`` successes in ``n_a_plus_n_b`` trials.
 

@@ -7,18 +7,22 @@ regularization, NeurIPS 2020) and the transfer-learning robustness study: CERTIF
 
 Which images are certified. The evaluator sees the test batches in loader order through
 ``update``. It numbers the images by their position in the test set (the global index) and
-certifies those whose index is a multiple of the stride, up to ``max_images`` of them:
+certifies those whose index is a multiple of the stride:
 
-- the stride is ``skip`` when given, otherwise ``num_test_images // max_images``, which spreads
-  ``max_images`` images evenly over the whole test set;
+- the stride is ``skip`` when given (the transfer study lists one per dataset): every
+  ``skip``-th image of the whole test split, indices 0, skip, 2·skip, ... below its size;
+- otherwise it is ⌈size / ``max_images``⌉ for the real test-set size (taken from the test
+  loader, :meth:`~lit_robust.evaluation.base.Evaluator.set_dataset_size`), so that at most
+  ``max_images`` images are spread evenly over the *whole* split, its last classes included
+  (class-sorted splits such as DTD's would otherwise lose their tail);
+- a subset is never a prefix: ``skip`` together with a ``max_images`` below the number of
+  images it selects is refused, and so is a ``num_test_images`` that contradicts the test
+  loader's size;
 - under DDP the test loader is sharded by ``DistributedSampler`` without shuffling, which deals
   the indices round-robin: rank r sees r, r + W, r + 2W, ... for W processes. The k-th image
   of rank r therefore has global index r + k·W, so every process selects its part of exactly
   the subset a single process would certify. The sampler pads the last round with copies of
-  the first images, at positions ≥ the test-set size; they are never certified when the
-  test-set size is known (``num_test_images``, or :meth:`~lit_robust.evaluation.base.
-  Evaluator.set_dataset_size`, which a method's ``test`` and ``evaluate`` call with the test
-  loader's size).
+  the first images, at positions ≥ the test-set size; they are never certified.
 
 Every certified image leaves a record (index, label, prediction, radius, seconds) in
 concatenated metric states that torchmetrics gathers from all ranks in :meth:`compute`. Its
@@ -41,6 +45,7 @@ from torch import Tensor, nn
 from torchmetrics.utilities import dim_zero_cat
 
 from lit_robust.evaluation.base import Evaluator, rank_and_world_size
+from lit_robust.evaluation.certification_stats import smallest_certifying_n
 from lit_robust.evaluation.smoothing import ABSTAIN, SmoothedClassifier
 
 _RECORDS = ("cert_index", "cert_label", "cert_prediction", "cert_radius", "cert_seconds")
@@ -60,11 +65,14 @@ class SmoothingCertification(Evaluator):
         n: estimation samples per image.
         alpha: failure probability per image.
         batch_size: noisy samples per forward pass.
-        max_images: certify at most this many images (all selected ones if ``None``).
-        skip: certify every ``skip``-th test image (index 0, skip, 2·skip, ...).
-        num_test_images: size of the whole test set; with ``skip`` unset, the stride is
-            ``num_test_images // max_images`` so that the subset spans the test set.
-            One of ``skip`` and ``num_test_images`` is required.
+        max_images: with ``skip`` unset, certify this many images at most, spread over the
+            whole test set (stride ⌈size / max_images⌉); ``None`` certifies every image.
+            With ``skip`` it must not cut the selection short (``None`` never does).
+        skip: certify every ``skip``-th test image (index 0, skip, 2·skip, ...) of the whole
+            split.
+        num_test_images: the expected size of the test set, only for evaluation outside a
+            trainer that never reports it (:meth:`set_dataset_size`); a size that
+            contradicts the test loader's is an error. Leave it unset otherwise.
         radii: radii at which certified accuracy is reported.
         num_classes: classes of the model; inferred from its logits when ``None``.
         seed: base seed of the per-image noise generators.
@@ -72,8 +80,9 @@ class SmoothingCertification(Evaluator):
         name: metric-name prefix; default ``smoothing_sigma<sigma>``.
 
     Raises:
-        ValueError: when neither ``skip`` nor ``num_test_images`` is given, or for
-            non-positive counts, ``alpha`` outside (0, 1), or negative radii.
+        ValueError: for non-positive counts, ``alpha`` outside (0, 1), an ``n`` too small to
+            certify anything at that ``alpha`` (the message names the smallest that can), or
+            negative radii.
     """
 
     def __init__(
@@ -101,12 +110,12 @@ class SmoothingCertification(Evaluator):
                            "skip": skip, "num_test_images": num_test_images}.items():
             if value is not None and value < 1:
                 raise ValueError(f"{key} must be >= 1, got {value}")
-        if skip is None and num_test_images is None:
+        n_min = smallest_certifying_n(alpha)
+        if n < n_min:
             raise ValueError(
-                "SmoothingCertification needs the spacing of the certified images: pass "
-                "skip (certify every skip-th test image, e.g. skip=20 for 500 of CIFAR-10's "
-                "10,000) or num_test_images (the test-set size; the stride is then "
-                "num_test_images // max_images)"
+                f"n={n} CERTIFY samples cannot certify anything at alpha={alpha}: even {n} "
+                f"votes out of {n} give a lower bound alpha**(1/n) = {alpha ** (1 / n):.3f} "
+                f"<= 0.5, so every image would abstain; use n >= {n_min}"
             )
         if any(r < 0 for r in radii):
             raise ValueError(f"radii must be >= 0, got {list(radii)}")
@@ -117,10 +126,7 @@ class SmoothingCertification(Evaluator):
         self.batch_size = batch_size
         self.max_images = max_images
         self.num_test_images = num_test_images
-        if skip is not None:
-            self.stride = skip
-        else:
-            self.stride = max(1, num_test_images // max_images) if max_images is not None else 1
+        self.skip = skip
         self.radii = sorted(float(r) for r in radii)
         self.num_classes = num_classes
         self.seed = seed
@@ -137,26 +143,81 @@ class SmoothingCertification(Evaluator):
         super().reset()
         self._records = None
 
+    @property
+    def test_set_size(self) -> int | None:
+        """The size of the whole test set: the test loader's, else ``num_test_images``."""
+        return self.dataset_size if self.dataset_size is not None else self.num_test_images
+
+    @property
+    def stride(self) -> int:
+        """Index spacing of the certified images: ``skip``, or ⌈size / ``max_images``⌉.
+
+        Raises:
+            ValueError: without ``skip`` while the test-set size is unknown.
+        """
+        if self.skip is not None:
+            return self.skip
+        size = self.test_set_size
+        if size is None:
+            raise ValueError(
+                "SmoothingCertification without skip spreads max_images images over the whole "
+                "test set and needs its size: evaluate through a method's test or "
+                "lit_robust.evaluation.evaluate (they report it), call "
+                "set_dataset_size(len(test_set)), or pass skip"
+            )
+        if self.max_images is None:
+            return 1
+        return max(1, -(-size // self.max_images))
+
+    def set_dataset_size(self, size: int | None) -> None:
+        """Record the test-set size and check that the certified subset spans all of it.
+
+        Raises:
+            ValueError: when ``num_test_images`` contradicts ``size``, or ``skip`` selects more
+                images than ``max_images`` lets through (the rest would be a tail never
+                certified).
+        """
+        super().set_dataset_size(size)
+        if size is None:
+            return
+        if self.num_test_images is not None and self.num_test_images != size:
+            raise ValueError(
+                f"SmoothingCertification(num_test_images={self.num_test_images}) contradicts the "
+                f"test set, which has {size} images; drop num_test_images (the size is taken "
+                "from the test loader)"
+            )
+        if self.skip is not None and self.max_images is not None:
+            chosen = -(-size // self.skip)
+            if chosen > self.max_images:
+                raise ValueError(
+                    f"SmoothingCertification(skip={self.skip}) selects {chosen} of the {size} test "
+                    f"images but max_images={self.max_images} would certify only those below "
+                    f"index {self.skip * self.max_images}, never the rest of the split; set "
+                    f"max_images: null, or skip >= {-(-size // self.max_images)}"
+                )
+
     def selected(self, index: Tensor) -> Tensor:
         """Boolean mask of the global test-set indices this evaluator certifies."""
         return self._in_subset(index) & self.is_real(index)
 
     def _in_subset(self, index: Tensor) -> Tensor:
-        keep = index % self.stride == 0
+        stride = self.stride
+        keep = index % stride == 0
         if self.max_images is not None:
-            keep &= index // self.stride < self.max_images
-        if self.num_test_images is not None:
-            keep &= index < self.num_test_images
+            keep &= index // stride < self.max_images
+        size = self.test_set_size
+        if size is not None:
+            keep &= index < size
         return keep
 
     def images_to_certify(self) -> int | None:
         """How many images this process certifies in a test epoch (``None``: unknown until
         the test-set size is known)."""
-        sizes = [s for s in (self.dataset_size, self.num_test_images) if s is not None]
-        if not sizes:
+        size = self.test_set_size
+        if size is None:
             return None
         rank, world_size = rank_and_world_size()
-        return int(self._in_subset(torch.arange(rank, min(sizes), world_size)).sum())
+        return int(self._in_subset(torch.arange(rank, size, world_size)).sum())
 
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
         """Certify the images of this batch that belong to the evenly spaced subset."""

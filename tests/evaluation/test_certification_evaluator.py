@@ -118,11 +118,57 @@ def test_real_images_and_conv_net_end_to_end(data_root: Path) -> None:
     assert 0.0 <= metrics["smoothing_sigma0.5/acr"] <= 0.5 * 3.0
 
 
-def test_needs_spacing_information() -> None:
-    with pytest.raises(ValueError, match="skip"):
-        SmoothingCertification()
+def test_spacing_needs_skip_or_the_test_set_size() -> None:
+    evaluator = SmoothingCertification(n0=5, n=20)
+    with pytest.raises(ValueError, match="needs its size"):
+        evaluator.update(ConstantClassifier(2, 0), torch.rand(3, 1, 2, 2), torch.zeros(3).long())
     with pytest.raises(ValueError, match="alpha"):
         SmoothingCertification(skip=1, alpha=0.0)
+
+
+@pytest.mark.parametrize("size", [23, 1880, 10_001])
+def test_spread_subset_reaches_the_last_class_of_a_class_sorted_split(size: int) -> None:
+    """The old stride size // max_images (4 for 23 images and 5 at most) certified only
+    indices < 20, never the class-sorted split's last classes."""
+    max_images = 5 if size == 23 else 500
+    evaluator = SmoothingCertification(n0=5, n=20, max_images=max_images)
+    evaluator.set_dataset_size(size)
+    chosen = torch.nonzero(evaluator.selected(torch.arange(size))).flatten()
+    assert len(chosen) <= max_images
+    assert int(chosen[-1]) >= size - evaluator.stride  # the tail of the split is covered
+    assert torch.all(chosen.diff() == evaluator.stride)
+    assert evaluator.images_to_certify() == len(chosen)
+
+
+def test_skip_certifies_every_skip_th_image_of_the_whole_split() -> None:
+    evaluator = SmoothingCertification(n0=5, n=20, skip=3, max_images=None)
+    evaluator.set_dataset_size(1880)
+    chosen = torch.nonzero(evaluator.selected(torch.arange(1880))).flatten()
+    assert chosen.tolist() == list(range(0, 1880, 3))
+
+
+def test_a_subset_that_would_be_a_prefix_is_refused() -> None:
+    evaluator = SmoothingCertification(n0=5, n=20, skip=3, max_images=500)
+    with pytest.raises(ValueError, match=r"selects 627 of the 1880 .* skip >= 4"):
+        evaluator.set_dataset_size(1880)
+
+
+def test_a_size_that_contradicts_the_test_loader_is_refused() -> None:
+    evaluator = SmoothingCertification(n0=5, n=20, num_test_images=10_000)
+    with pytest.raises(ValueError, match="num_test_images=10000.* has 1880 images"):
+        evaluator.set_dataset_size(1880)
+    evaluator = SmoothingCertification(n0=5, n=20, num_test_images=1880)
+    evaluator.set_dataset_size(1880)
+    assert evaluator.stride == 4
+
+
+@pytest.mark.parametrize(("alpha", "smallest"), [(0.001, 10), (0.01, 7), (0.5, 2)])
+def test_settings_that_can_never_certify_are_refused(alpha: float, smallest: int) -> None:
+    with pytest.raises(ValueError, match=f"use n >= {smallest}$"):
+        SmoothingCertification(n0=5, n=smallest - 1, alpha=alpha, skip=1)
+    evaluator = SmoothingCertification(sigma=0.5, n0=5, n=smallest, alpha=alpha, skip=1)
+    evaluator.update(ConstantClassifier(2, 0), torch.rand(1, 1, 2, 2), torch.zeros(1).long())
+    assert evaluator.compute()["smoothing_sigma0.5/abstain_rate"] == 0.0  # n votes certify
 
 
 def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
@@ -159,7 +205,7 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
     _feed(single, PixelSign(), x, y, 4)
     metrics = single.compute()
     records = {key: value.tolist() for key, value in single._records.items()}
-    assert records["index"] == [0, 4, 8, 12, 16, 20]
+    assert records["index"] == [0, 5, 10, 15, 20]  # stride ceil(25 / 6) = 5
     for rank in range(2):
         ddp_metrics, ddp_records = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert ddp_records["index"] == records["index"]
