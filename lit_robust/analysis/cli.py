@@ -65,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ComparisonError as error:
         print(f"lit-robust-compare: error: {error}", file=sys.stderr)
         return 2
+    print("\n".join(comparison.table.notes))
     for table in comparison.tables().values():
         print(table.caption())
         print(table.to_markdown())

@@ -83,6 +83,7 @@ class Comparison:
         lines = [f"# {title}", ""]
         headings = {"absolute": "Values", "change": "Change vs baseline",
                     "relative": "Relative change vs baseline"}
+        lines += ["## Grouping", "", *[f"- {note}" for note in self.table.notes], ""]
         for kind, table in self.tables().items():
             lines += [f"## {headings[kind]}", "", table.caption(), "", table.to_markdown()]
         if self.change is not None and self.clean is not None:
@@ -105,6 +106,7 @@ class Comparison:
         return {
             "rows": list(self.table.row_fields), "cols": list(self.table.col_fields),
             "metrics": {spec.label: spec.pattern for spec in self.table.metrics},
+            "grouping": list(self.table.notes),
             "baseline": self.change.baseline if self.change is not None else None,
             "tables": {kind: table_dict(table) for kind, table in self.tables().items()},
             "points": [vars(point) for point in self.points],
@@ -187,12 +189,26 @@ def compare(
     by_label = {spec.label: spec for spec in specs}
     clean_spec = _pick(by_label, clean, specs, 0, "clean")
     robust_spec = _pick(by_label, robust, specs, 1, "robust")
+    split = [spec for spec in (clean_spec, robust_spec)
+             if spec is not None and spec.label in table.split_metrics]
+    for spec, given in ((clean_spec, clean), (robust_spec, robust)):
+        if spec in split and given is not None:
+            raise ComparisonError(
+                f"the metric {spec.label!r} of the ΔRA-vs-ΔSA fit matches several threat "
+                f"models, split into {table.split_metrics[spec.label]}; narrow its pattern to "
+                "one budget (e.g. robust_acc/pgd*_eps0.03137)")
     comparison = Comparison(reports=runs, table=table, clean=clean_spec, robust=robust_spec)
+    if split:
+        comparison.clean = comparison.robust = None
     if baseline is None:
         comparison.fit_note = "no baseline row given, so no changes and no fit"
         return comparison
     comparison.change = change_table(table, baseline)
     comparison.relative = change_table(table, baseline, relative=True)
+    if split:
+        comparison.fit_note = (f"no fit: {', '.join(repr(s.label) for s in split)} matches several "
+                               "threat models; give --clean / --robust metrics of one budget each")
+        return comparison
     if clean_spec is None or robust_spec is None:
         comparison.fit_note = "the ΔRA-vs-ΔSA fit needs two metrics (clean and robust)"
         return comparison

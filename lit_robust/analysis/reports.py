@@ -17,14 +17,20 @@ pattern matched segment by segment between the ``/`` (``robust_acc/autoattack*``
 ``robust_acc/autoattack_standard_linf_eps0.03137`` but not its per-attack
 ``.../apgd-ce``); it must match exactly one metric of each report, so runs whose attack names
 differ slightly can share a column.
+
+Numbers measured on other test images or under another threat model are never averaged or
+compared: :meth:`RunReport.test_data` names a report's test images (dataset, subset rule,
+count) and :func:`threat_model` the budget in a metric's name (norm and ε, or smoothing σ).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -46,12 +52,14 @@ class RunReport:
         metadata: ``method``, ``checkpoint``, ``dataset``, ...
         config: the method's hyperparameters.
         metrics: ``{metric name: value}``; non-finite values (``null`` in JSON) are NaN.
+        provenance: which weights and test images produced the metrics.
     """
 
     path: Path
     metadata: Mapping[str, Any]
     config: Mapping[str, Any]
     metrics: Mapping[str, float]
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: str | Path) -> RunReport:
@@ -70,7 +78,25 @@ class RunReport:
         metrics = {key: math.nan if value is None else float(value)
                    for key, value in document["metrics"].items()}
         return cls(path=path, metadata=document.get("metadata") or {},
-                   config=document.get("config") or {}, metrics=metrics)
+                   config=document.get("config") or {}, metrics=metrics,
+                   provenance=document.get("provenance") or {})
+
+    def test_data(self) -> str:
+        """The test images the metrics were measured on, in words: the dataset, the subset
+        rule and the number of images (``provenance.test_data``; only the dataset for a report
+        that does not record them). Two reports compare only when these are equal."""
+        data = self.provenance.get("test_data") or {}
+        dataset = data.get("dataset") or self.metadata.get("dataset") or "unknown dataset"
+        rule = data.get("subset_rule")
+        if rule is None:
+            return f"{dataset} (test images not recorded)"
+        text = f"{dataset}: {rule}"
+        if data.get("test_images") is not None:
+            text += f", {data['test_images']} images"
+        if data.get("indices"):
+            digest = hashlib.sha1(json.dumps(data["indices"]).encode()).hexdigest()[:8]
+            text += f" (index list {digest})"
+        return text
 
     def field(self, name: str) -> Any:
         """The value of a field (see the module docstring).
@@ -149,6 +175,19 @@ class MetricSpec:
     def is_accuracy(self) -> bool:
         """Accuracies (fractions) are shown in percent and their changes in points."""
         return any("acc" in part for part in self.pattern.split("/"))
+
+
+def threat_model(metric: str) -> str:
+    """The budget a metric was measured under, read from its name: the norm and ε of an attack
+    (``robust_acc/pgd10x3_linf_eps0.03137`` → ``"linf eps=0.03137"``), the noise level of
+    smoothing (``smoothing_sigma0.5/acr`` → ``"sigma=0.5"``), ``""`` for none (``clean_acc``)."""
+    parts = []
+    for token in re.split(r"[_/]", metric):
+        if token.lower() in ("linf", "l2", "l1"):
+            parts.append(token.lower())
+        elif match := re.fullmatch(r"(eps|sigma)([0-9][0-9.e+-]*)", token):
+            parts.append(f"{match.group(1)}={match.group(2)}")
+    return " ".join(parts)
 
 
 def _matches(name: str, pattern: str) -> bool:

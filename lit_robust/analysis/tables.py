@@ -5,6 +5,13 @@ of the column fields (e.g. ``dataset`` or ``model.k``) times the chosen metrics,
 they first appear in the reports; several runs in one cell are averaged. This is the layout
 of CARTL's Tables 2–4 (method × k × dataset, clean / robust) and of the transfer study's
 Tables 4–5 (absolute values, and absolute or relative change vs a baseline source).
+
+A column never mixes test images or threat models, since its cells are averaged and
+compared with the baseline row: when the runs of one column group were tested on different
+images (dataset, subset rule, count), the test data becomes a column field of its own
+(``test_data``), and a metric pattern that matches several budgets (``robust_acc/pgd*`` over
+ε = 8/255 and 1/255) becomes one column per threat model. :attr:`PivotTable.notes` says
+what was grouped.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lit_robust.analysis.reports import ComparisonError, MetricSpec, RunReport
+from lit_robust.analysis.reports import ComparisonError, MetricSpec, RunReport, threat_model
 
 Key = tuple[str, ...]
 TableKind = Literal["absolute", "change", "relative"]
@@ -37,6 +44,10 @@ class PivotTable:
         counts: how many runs each cell averages.
         kind: absolute values, or the absolute / relative change vs ``baseline``.
         baseline: the baseline row's label for a change table.
+        notes: how the runs were grouped: the test images and threat model of the columns,
+            and any column field or metric split added so that none of them is mixed.
+        split_metrics: ``{metric label given: [the labels it was split into]}`` for a
+            metric pattern that matched several threat models.
     """
 
     row_fields: tuple[str, ...]
@@ -48,6 +59,8 @@ class PivotTable:
     counts: dict[tuple[Key, Key, str], int] = field(default_factory=dict)
     kind: TableKind = "absolute"
     baseline: str | None = None
+    notes: list[str] = field(default_factory=list)
+    split_metrics: dict[str, list[str]] = field(default_factory=dict)
 
     def value(self, row: Key, col: Key, label: str) -> float:
         """The cell's value, NaN when no run fills it."""
@@ -111,8 +124,12 @@ class PivotTable:
         return buffer.getvalue()
 
 
+TEST_DATA_FIELD = "test_data"
+
+
 def _is_metadata(name: str) -> bool:
-    return name in ("run", "method", "dataset", "checkpoint") or name.startswith("metadata.")
+    return (name in ("run", "method", "dataset", "checkpoint", TEST_DATA_FIELD)
+            or name.startswith("metadata."))
 
 
 def field_text(value: Any) -> str:
@@ -133,7 +150,8 @@ def pivot(
     metrics: Sequence[MetricSpec],
     fill_missing: str | None = None,
 ) -> PivotTable:
-    """Group ``reports`` by the ``rows`` and ``cols`` fields and average each metric per cell.
+    """Group ``reports`` by the ``rows`` and ``cols`` fields and average each metric per cell,
+    never across test images or threat models (see the module docstring).
 
     Args:
         fill_missing: the value of a field a report does not have (e.g. ``"–"`` for the ``k``
@@ -150,24 +168,69 @@ def pivot(
     labels = [spec.label for spec in metrics]
     if len(set(labels)) != len(labels):
         raise ComparisonError(f"metric labels must be distinct, got {labels}")
+    runs = [(report, tuple(_field(report, name, fill_missing) for name in rows),
+             tuple(_field(report, name, fill_missing) for name in cols), report.test_data(),
+             {spec.label: report.metric_name(spec) for spec in metrics}) for report in reports]
+    test_data = _distinct(data for *_, data, _ in runs)
+    per_column: dict[Key, set[str]] = {}
+    for _, _, col, data, _ in runs:
+        per_column.setdefault(col, set()).add(data)
+    split_data = any(len(found) > 1 for found in per_column.values())
+    threats = {spec.label: _distinct(threat_model(names[spec.label]) for *_, names in runs)
+               for spec in metrics}
+    columns = {spec.label: _split(spec, threats[spec.label]) for spec in metrics}
     row_keys: list[Key] = []
     col_keys: list[Key] = []
     sums: dict[tuple[Key, Key, str], list[float]] = {}
-    for report in reports:
-        row = tuple(_field(report, name, fill_missing) for name in rows)
-        col = tuple(_field(report, name, fill_missing) for name in cols)
+    for report, row, col, data, names in runs:
+        col = (*col, data) if split_data else col
         row_keys += [row] if row not in row_keys else []
         col_keys += [col] if col not in col_keys else []
         for spec in metrics:
-            value = report.metric(spec)
+            value = report.metrics[names[spec.label]]
+            label = columns[spec.label][threat_model(names[spec.label])].label
             if not math.isnan(value):
-                sums.setdefault((row, col, spec.label), []).append(value)
+                sums.setdefault((row, col, label), []).append(value)
     return PivotTable(
-        row_fields=tuple(rows), col_fields=tuple(cols), metrics=tuple(metrics),
+        row_fields=tuple(rows), col_fields=(*cols, TEST_DATA_FIELD) if split_data else tuple(cols),
+        metrics=tuple(column for spec in metrics for column in columns[spec.label].values()),
         rows=row_keys, cols=col_keys,
         values={key: math.fsum(vals) / len(vals) for key, vals in sums.items()},
         counts={key: len(vals) for key, vals in sums.items()},
+        notes=_grouping_notes(test_data, split_data, threats),
+        split_metrics={label: [column.label for column in split.values()]
+                       for label, split in columns.items() if len(split) > 1},
     )
+
+
+def _distinct(values: Any) -> list[str]:
+    """The distinct values in the order they first appear."""
+    return list(dict.fromkeys(values))
+
+
+def _split(spec: MetricSpec, threats: list[str]) -> dict[str, MetricSpec]:
+    """``{threat model: metric column}``: ``spec`` itself, or one column per threat model."""
+    if len(threats) == 1:
+        return {threats[0]: spec}
+    return {threat: MetricSpec(label=f"{spec.label} [{threat or 'no budget'}]",
+                               pattern=spec.pattern) for threat in threats}
+
+
+def _grouping_notes(test_data: list[str], split_data: bool,
+                    threats: dict[str, list[str]]) -> list[str]:
+    """What a reader must know about the grouping, in sentences."""
+    notes = ["Cells average only runs tested on the same images under the same threat model; "
+             f"test images: {'; '.join(test_data)}."]
+    if split_data:
+        notes.append("The runs of a column group were tested on different images, so the test "
+                     f"data is a column field ({TEST_DATA_FIELD}) of its own.")
+    for label, found in threats.items():
+        if len(found) > 1:
+            notes.append(f"Metric '{label}' matched {len(found)} threat models "
+                         f"({', '.join(t or 'no budget' for t in found)}): one column each.")
+        elif found[0]:
+            notes.append(f"Metric '{label}': {found[0]}.")
+    return notes
 
 
 def _field(report: RunReport, name: str, fill_missing: str | None) -> str:
@@ -212,5 +275,6 @@ def change_table(table: PivotTable, baseline: str, relative: bool = False) -> Pi
     return PivotTable(
         row_fields=table.row_fields, col_fields=table.col_fields, metrics=table.metrics,
         rows=[row for row in table.rows if row != base], cols=list(table.cols), values=values,
-        kind="relative" if relative else "change", baseline=baseline,
+        kind="relative" if relative else "change", baseline=baseline, notes=table.notes,
+        split_metrics=table.split_metrics,
     )

@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lit_robust.analysis import ComparisonError, MetricSpec, compare, least_squares, load_reports
 from lit_robust.analysis.cli import main
+from lit_robust.analysis.reports import threat_model
 
 # (method, dataset, clean, PGD name, PGD accuracy, k)
 RUNS = [
@@ -102,13 +103,13 @@ def test_least_squares_on_an_exact_line_and_constant_y() -> None:
 
 
 def test_config_fields_group_rows_and_columns(tmp_path: Path) -> None:
-    write_reports(tmp_path)
-    comparison = compare([tmp_path], rows=["model.k"], cols=["config.attack.init_args.eps"],
+    gtsrb = write_reports(tmp_path)[:3]
+    comparison = compare(gtsrb, rows=["model.k"], cols=["config.attack.init_args.eps"],
                          metrics=["clean_acc"])
     assert comparison.table.rows == [("4",), ("6",)]
     assert comparison.table.cols == [("0.03137",)]
     assert comparison.table.header() == ["model.k", "eps=0.03137 · clean_acc"]
-    assert comparison.table.value(("6",), ("0.03137",), "clean_acc") == pytest.approx(0.9)
+    assert comparison.table.value(("6",), ("0.03137",), "clean_acc") == pytest.approx(0.82)
     by_run = compare([tmp_path], rows=["run"], metrics=["clean_acc"])
     assert by_run.table.rows == [(f"run{n}",) for n in range(len(RUNS))]
 
@@ -123,15 +124,15 @@ def test_missing_field_names_the_file_and_the_keys(tmp_path: Path) -> None:
 
 
 def test_fill_missing_groups_runs_without_the_field(tmp_path: Path) -> None:
-    paths = write_reports(tmp_path)
-    document = json.loads(paths[0].read_text())
+    gtsrb = write_reports(tmp_path)[:3]
+    document = json.loads(gtsrb[0].read_text())
     del document["config"]["k"]
-    paths[0].write_text(json.dumps(document))
-    comparison = compare(paths, rows=["method"], cols=["model.k"], metrics=["clean_acc"],
+    gtsrb[0].write_text(json.dumps(document))
+    comparison = compare(gtsrb, rows=["method"], cols=["model.k"], metrics=["clean_acc"],
                          fill_missing="-")
     assert comparison.table.cols == [("-",), ("4",), ("6",)]
     assert comparison.table.value(("AT",), ("-",), "clean_acc") == pytest.approx(0.80)
-    assert comparison.table.value(("AT",), ("4",), "clean_acc") == pytest.approx(0.90)
+    assert comparison.table.value(("TWINS",), ("4",), "clean_acc") == pytest.approx(0.84)
 
 
 def test_missing_and_ambiguous_metrics_name_the_file_and_the_metrics(tmp_path: Path) -> None:
@@ -195,5 +196,83 @@ def test_python_m_entry(tmp_path: Path) -> None:
          "--metrics", "clean_acc", "--out", str(tmp_path / "out"), "--no-tensorboard"],
         capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert "| TRADES | 90.00 (n=3) |" in result.stdout
+    assert "| TRADES | 82.00 | 94.00 (n=2) |" in result.stdout  # GTSRB, SVHN: never averaged
+    assert "so the test data is a column field (test_data) of its own" in result.stdout
     assert (tmp_path / "out" / "comparison.md").is_file()
+
+
+def _report(path: Path, dataset: str, subset: str, metrics: dict[str, float],
+            method: str = "AT") -> Path:
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({
+        "metadata": {"method": method, "dataset": f"{dataset}DataModule"},
+        "provenance": {"test_data": {"dataset": dataset, "subset_rule": subset,
+                                     "test_images": 100, "indices": None}},
+        "config": {}, "metrics": metrics}))
+    return path
+
+
+def test_runs_on_other_datasets_or_test_subsets_are_never_averaged(tmp_path: Path) -> None:
+    """`--rows method` used to average a CIFAR-10 report and a GTSRB one into one cell."""
+    whole = "the whole test split"
+    paths = [
+        _report(tmp_path / "a" / "report.json", "CIFAR-10", whole, {"clean_acc": 0.8}),
+        _report(tmp_path / "b" / "report.json", "GTSRB", whole, {"clean_acc": 0.4}),
+        _report(tmp_path / "c" / "report.json", "GTSRB", "the first 100 test images",
+                {"clean_acc": 0.6}),
+        _report(tmp_path / "d" / "report.json", "CIFAR-10", whole, {"clean_acc": 0.7}),
+    ]
+    table = compare(paths, rows=["method"], metrics=["clean_acc"]).table
+    assert table.col_fields == ("test_data",)
+    assert table.cols == [("CIFAR-10: the whole test split, 100 images",),
+                          ("GTSRB: the whole test split, 100 images",),
+                          ("GTSRB: the first 100 test images, 100 images",)]
+    assert [table.value(("AT",), col, "clean_acc") for col in table.cols] == pytest.approx(
+        [0.75, 0.4, 0.6])
+    assert [table.counts[(("AT",), col, "clean_acc")] for col in table.cols] == [2, 1, 1]
+    assert "the test data is a column field (test_data) of its own" in " ".join(table.notes)
+    # grouped by dataset already: no extra column field, but the subsets still separate
+    by_dataset = compare(paths, rows=["method"], cols=["metadata.dataset"],
+                         metrics=["clean_acc"]).table
+    assert len(by_dataset.cols) == 3
+
+
+def test_a_metric_pattern_over_several_budgets_becomes_one_column_per_budget(
+        tmp_path: Path) -> None:
+    """`robust_acc/pgd*` used to average PGD at 8/255 with PGD at 1/255."""
+    whole = "the whole test split"
+    paths = [
+        _report(tmp_path / "a" / "report.json", "GTSRB", whole,
+                {"clean_acc": 0.8, "robust_acc/pgd10_linf_eps0.03137": 0.3}, method="AT"),
+        _report(tmp_path / "b" / "report.json", "GTSRB", whole,
+                {"clean_acc": 0.8, "robust_acc/pgd10_linf_eps0.003922": 0.7}, method="AT"),
+        _report(tmp_path / "c" / "report.json", "GTSRB", whole,
+                {"clean_acc": 0.9, "robust_acc/pgd10_linf_eps0.03137": 0.4}, method="TWINS"),
+    ]
+    comparison = compare(paths, rows=["method"], metrics=["clean=clean_acc",
+                                                          "pgd=robust_acc/pgd*"], baseline="AT")
+    table = comparison.table
+    labels = [spec.label for spec in table.metrics]
+    assert labels == ["clean", "pgd [linf eps=0.03137]", "pgd [linf eps=0.003922]"]
+    assert table.value(("AT",), (), "pgd [linf eps=0.03137]") == pytest.approx(0.3)
+    assert table.value(("AT",), (), "pgd [linf eps=0.003922]") == pytest.approx(0.7)
+    assert comparison.change.value(("TWINS",), (), "pgd [linf eps=0.03137]") == pytest.approx(0.1)
+    assert math.isnan(comparison.change.value(("TWINS",), (), "pgd [linf eps=0.003922]"))
+    assert "Metric 'pgd' matched 2 threat models (linf eps=0.03137, linf eps=0.003922): one " \
+           "column each." in table.notes
+    assert comparison.fit is None and "matches several threat models" in comparison.fit_note
+    with pytest.raises(ComparisonError, match="narrow its pattern to one budget"):
+        compare(paths, rows=["method"], metrics=["clean=clean_acc", "pgd=robust_acc/pgd*"],
+                baseline="AT", robust="pgd")
+    one_budget = compare([paths[0], paths[2]], rows=["method"], baseline="AT", metrics=[
+        "clean=clean_acc", "pgd=robust_acc/pgd*_eps0.03137"])
+    assert [spec.label for spec in one_budget.table.metrics] == ["clean", "pgd"]
+    assert "Metric 'pgd': linf eps=0.03137." in one_budget.table.notes
+
+
+def test_threat_models_are_read_from_metric_names() -> None:
+    assert threat_model("clean_acc") == ""
+    assert threat_model("robust_acc/pgd10x3_linf_eps0.03137") == "linf eps=0.03137"
+    assert threat_model("robust_acc/pgd20_linf_eps0.03137_step0.007843") == "linf eps=0.03137"
+    assert threat_model("robust_acc/autoattack_apgd-ce+square_l2_eps0.5/square") == "l2 eps=0.5"
+    assert threat_model("smoothing_sigma0.25/certified_acc@0.5") == "sigma=0.25"
