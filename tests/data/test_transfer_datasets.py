@@ -42,14 +42,21 @@ NATIVE_CASES = [
      {"a/apartment_building/outdoor/sun_1.jpg": ("train", 1), "b/bedroom/sun_3.jpg": ("test", 2)}),
     ("sun397-flat", lambda root: files.write_sun397(root, ""), SUN397DataModule, {}, 3, 6, 6,
      {"a/abbey/sun_0.jpg": ("train", 0), "a/abbey/sun_2.jpg": ("test", 0)}),
+    ("caltech101-first", files.write_caltech101, Caltech101DataModule,
+     {"train_per_class": 3}, 3, 9, 6,
+     {"101_ObjectCategories/Faces/image_0003.jpg": ("train", 0),
+      "101_ObjectCategories/yin_yang/image_0004.jpg": ("test", 2)}),
     ("caltech101-seeded", files.write_caltech101, Caltech101DataModule,
-     {"train_per_class": 3}, 3, 9, 6, {}),
+     {"train_per_class": 3, "train_selection": "seeded"}, 3, 9, 6, {}),
     ("caltech101-lists", lambda root: files.write_caltech101(root, lists=True),
      Caltech101DataModule, {}, 3, 12, 3,
      {"101_ObjectCategories/Faces/image_0002.jpg": ("train", 0),
       "101_ObjectCategories/yin_yang/image_0001.jpg": ("test", 2)}),
-    ("caltech256", files.write_caltech256, Caltech256DataModule, {"train_per_class": 3}, 2, 6,
-     4, {}),
+    ("caltech256", files.write_caltech256, Caltech256DataModule, {"train_per_class": 3}, 3, 9,
+     6, {"256_ObjectCategories/001.ak47/001_0003.jpg": ("train", 0),
+         "256_ObjectCategories/257.clutter/257_0004.jpg": ("test", 2)}),
+    ("caltech256-without-clutter", files.write_caltech256, Caltech256DataModule,
+     {"train_per_class": 3, "keep_clutter": False}, 2, 6, 4, {}),
     ("stanford-cars-devkit", files.write_stanford_cars, StanfordCarsDataModule, {}, 3, 6, 3,
      {"cars_train/00004.jpg": ("train", 1), "cars_test/10002.jpg": ("test", 2)}),
     ("stanford-cars-folders", files.write_stanford_cars_folders, StanfordCarsDataModule, {}, 3,
@@ -120,6 +127,8 @@ def test_class_names_follow_the_files(tmp_path):
     sun = module(SUN397DataModule, files.write_sun397(tmp_path / "sun").parent)
     assert sun.class_names == ("abbey", "apartment_building/outdoor", "bedroom")
     caltech = module(Caltech256DataModule, files.write_caltech256(tmp_path / "c256").parent)
+    assert caltech.class_names == ("ak47", "american-flag", "clutter")
+    caltech = module(Caltech256DataModule, tmp_path / "c256", keep_clutter=False)
     assert caltech.class_names == ("ak47", "american-flag")
     cars = module(StanfordCarsDataModule, files.write_stanford_cars(tmp_path / "cars").parent)
     assert cars.class_names == files.CAR_NAMES
@@ -133,7 +142,7 @@ def test_caltech_split_is_fixed_and_seeded(tmp_path):
     files.write_caltech101(tmp_path, per_class=6)
 
     def split(**kwargs):
-        dm = Caltech101DataModule(root=str(tmp_path), **kwargs)
+        dm = Caltech101DataModule(root=str(tmp_path), train_selection="seeded", **kwargs)
         return dm._read("train").files, dm._read("test").files
 
     train, test = split(train_per_class=4)
@@ -147,10 +156,38 @@ def test_caltech_split_is_fixed_and_seeded(tmp_path):
     order = np.random.default_rng([0, 0]).permutation(6)
     expected = sorted(faces[i] for i in order[:4])
     assert [Path(f).name for f in train if "/Faces/" in f] == expected
+    # so the classes, which hold the same file names, do not all train on the same ones
+    chosen = {category: [Path(f).name for f in train if f"/{category}/" in f]
+              for category in files.CALTECH101_CATEGORIES[1:]}
+    assert len({tuple(names) for names in chosen.values()}) > 1, chosen
     with pytest.raises(ValueError, match="class 0 has 6 images, but .* train_per_class=6"):
         split(train_per_class=6)
     with pytest.raises(ValueError, match="train_per_class must be a positive integer"):
         Caltech101DataModule(root=str(tmp_path), train_per_class=0)
+
+
+@pytest.mark.parametrize(("cls", "writer", "folder", "names"), [
+    (Caltech101DataModule, files.write_caltech101, "101_ObjectCategories",
+     files.CALTECH101_CATEGORIES[1:]),
+    (Caltech256DataModule, files.write_caltech256, "256_ObjectCategories",
+     files.CALTECH256_FOLDERS),
+])
+def test_caltech_default_trains_on_the_first_images_of_every_class(tmp_path, cls, writer, folder,
+                                                                    names):
+    """The transfer study's official split: the first N files of every class (in file-number
+    order) train, the rest test; Caltech-256 keeps its clutter class."""
+    dataset_folder = writer(tmp_path, per_class=6)
+    dm = cls(root=str(tmp_path), train_per_class=4)
+    train, test = dm._read("train"), dm._read("test")
+    for label, name in enumerate(names):
+        in_train = sorted(Path(f).name for f, y in zip(train.files, train.labels.tolist(),
+                                                       strict=True) if y == label)
+        in_test = sorted(Path(f).name for f, y in zip(test.files, test.labels.tolist(),
+                                                      strict=True) if y == label)
+        files_of_class = sorted(p.name for p in (dataset_folder / folder / name).iterdir())
+        assert in_train == files_of_class[:4] and in_test == files_of_class[4:], name
+    with pytest.raises(ValueError, match="train_selection must be 'first'"):
+        cls(root=str(tmp_path), train_selection="random")
 
 
 @pytest.mark.parametrize(("writer", "cls", "val_names"), [
