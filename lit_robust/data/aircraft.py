@@ -8,24 +8,26 @@ from pathlib import Path
 
 from lit_robust.data.images import ImageSplit
 from lit_robust.data.layouts import DatasetLayout, Split
+from lit_robust.data.listings import few, lookup, numbered_lines, split_fields
 from lit_robust.data.transfer import TransferDataModule, split_from_rows
 
 
 def read_variants(folder: Path) -> list[str]:
     """``data/variants.txt``: one variant name per line (names may contain spaces)."""
-    return [line.strip() for line in (folder / "data" / "variants.txt").read_text().splitlines()
-            if line.strip()]
+    return [line for _, line in numbered_lines(folder / "data" / "variants.txt")]
 
 
 def read_aircraft(folder: Path, split: Split) -> ImageSplit:
     """``data/images_variant_{train,val,test}.txt`` (``<image id> <variant>`` lines) over
     ``data/images/<image id>.jpg``; labels are the variants' indices in ``variants.txt``."""
     label_of = {name: label for label, name in enumerate(read_variants(folder))}
+    path = folder / "data" / f"images_variant_{split}.txt"
+    expected = f"'<image id> <variant>' with a variant of variants.txt ({few(label_of)})"
     rows = []
-    for line in (folder / "data" / f"images_variant_{split}.txt").read_text().splitlines():
-        if line.strip():
-            image_id, variant = line.strip().split(" ", 1)
-            rows.append((folder / "data" / "images" / f"{image_id}.jpg", label_of[variant]))
+    for number, line in numbered_lines(path):
+        image_id, variant = split_fields(path, number, line, 2, expected, separator=" ")
+        rows.append((folder / "data" / "images" / f"{image_id}.jpg",
+                     lookup(label_of, variant, path, expected, line, number)))
     return split_from_rows(rows)
 
 

@@ -3,25 +3,23 @@ CVPR 2014): 500 North American bird species, the official test list."""
 
 from __future__ import annotations
 
-import csv
 import warnings
 from functools import cached_property, partial
 from pathlib import Path
 
 from lit_robust.data.images import ImageSplit
 from lit_robust.data.layouts import DatasetLayout, Split
+from lit_robust.data.listings import few, integer, lookup, table_rows
 from lit_robust.data.transfer import TransferDataModule, split_from_rows
-
-
-def _tsv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
 
 
 def read_species(folder: Path) -> list[tuple[int, str]]:
     """``(species id, common name)`` of ``species.txt`` (tab-separated, with a header), in id
     order."""
-    return sorted((int(row["id"]), row["common"]) for row in _tsv(folder / "species.txt"))
+    path = folder / "species.txt"
+    return sorted((integer(path, row["id"], "an integer species id in the column id", row,
+                           number), row["common"])
+                  for number, row in table_rows(path, ("id", "common")))
 
 
 def read_birdsnap(folder: Path, split: Split, images: str) -> ImageSplit:
@@ -30,9 +28,13 @@ def read_birdsnap(folder: Path, split: Split, images: str) -> ImageSplit:
     image files are ``<images>/<path>``. Images that were never downloaded (Flickr removes
     some) are skipped with a warning."""
     label_of = {species_id: label for label, (species_id, _) in enumerate(read_species(folder))}
-    test_paths = {row["path"] for row in _tsv(folder / "test_images.txt")}
-    rows = [(folder / images / row["path"], label_of[int(row["species_id"])])
-            for row in _tsv(folder / "images.txt")
+    test_paths = {row["path"] for _, row in table_rows(folder / "test_images.txt", ("path",))}
+    listing = folder / "images.txt"
+    expected = f"a species_id of species.txt ({few(label_of)})"
+    rows = [(folder / images / row["path"],
+             lookup(label_of, integer(listing, row["species_id"], expected, row, number),
+                    listing, expected, row, number))
+            for number, row in table_rows(listing, ("path", "species_id"))
             if (row["path"] in test_paths) == (split == "test")]
     present = [(path, label) for path, label in rows if path.is_file()]
     if len(present) < len(rows):

@@ -79,7 +79,15 @@ def read_cifar_pickles(
     for name in files[split]:
         entry = load_cifar_batch(folder / name)
         entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
-        arrays.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        if "data" not in entry or label_key not in entry:
+            raise DataFileError(f"{folder / name} is not a CIFAR batch: expected the keys data "
+                                f"and {label_key}, found {sorted(map(str, entry))}")
+        data = np.asarray(entry["data"], dtype=np.uint8)
+        if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(entry[label_key]):
+            raise DataFileError(f"{folder / name} is not a CIFAR batch: expected data of N x 3072 "
+                                f"bytes and N {label_key}, found data of shape {data.shape} and "
+                                f"{len(entry[label_key])} {label_key}")
+        arrays.append(data.reshape(-1, 3, 32, 32))
         labels.extend(entry[label_key])
     return ImageSplit(torch.tensor(labels, dtype=torch.int64),
                       images=torch.from_numpy(np.concatenate(arrays)))

@@ -3,35 +3,56 @@ CVPR 2014): 47 texture categories, the official partition 1 (train1 + val1 vs te
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from lit_robust.data.images import ImageSplit, class_folder_names
 from lit_robust.data.layouts import DatasetLayout, Split
+from lit_robust.data.listings import entry_error, few, load_json, lookup, numbered_lines
 from lit_robust.data.transfer import TransferDataModule, split_from_rows
 
 COOP_SPLIT_FILE = "split_zhou_DescribableTextures.json"
 
 
-def _rows(folder: Path, paths: list[str]) -> list[tuple[Path, int]]:
-    """``<category>/<file>`` paths → ``(images/<category>/<file>, label)``; the labels are the
-    indices of the sorted category folders of ``images/``."""
-    label_of = {name: label for label, name in enumerate(class_folder_names(folder / "images"))}
-    return [(folder / "images" / path, label_of[path.split("/")[0]]) for path in paths]
+def _row(folder: Path, label_of: dict[str, int], entry: Any, path: Path,
+         where: str | int) -> tuple[Path, int]:
+    """A ``<category>/<file>`` path → ``(images/<category>/<file>, label)``; the labels are
+    the indices of the sorted category folders of ``images/``."""
+    expected = f"'<category>/<file>' with a category folder of images/ ({few(label_of)})"
+    if not isinstance(entry, str):
+        raise entry_error(path, expected, entry, where)
+    return (folder / "images" / entry,
+            lookup(label_of, entry.split("/")[0], path, expected, entry, where))
+
+
+def _label_of(folder: Path) -> dict[str, int]:
+    return {name: label for label, name in enumerate(class_folder_names(folder / "images"))}
 
 
 def read_dtd_partition(folder: Path, split: Split) -> ImageSplit:
     """The official lists ``labels/{train1,val1,test1}.txt`` (``<category>/<file>`` lines)."""
-    lines = (folder / "labels" / f"{split}1.txt").read_text().split()
-    return split_from_rows(_rows(folder, lines))
+    path, label_of = folder / "labels" / f"{split}1.txt", _label_of(folder)
+    return split_from_rows(_row(folder, label_of, line, path, number)
+                           for number, line in numbered_lines(path))
 
 
 def read_dtd_coop(folder: Path, split: Split) -> ImageSplit:
     """CoOp's split file: ``{"train"|"val"|"test": [[<category>/<file>, label, category]]}``
     (the label is taken from the category folder, not from the file)."""
-    entries = json.loads((folder / COOP_SPLIT_FILE).read_text())[split]
-    return split_from_rows(_rows(folder, [path for path, *_ in entries]))
+    path, label_of = folder / COOP_SPLIT_FILE, _label_of(folder)
+    document = load_json(path)
+    entries = document.get(split) if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise entry_error(path, f"an object with a list '{split}' of [<category>/<file>, "
+                          "label, category] entries", f"{type(document).__name__} without it")
+    rows = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, list) or not entry:
+            raise entry_error(path, "[<category>/<file>, label, category]", entry,
+                              f"entry {split}[{index}]")
+        rows.append(_row(folder, label_of, entry[0], path, f"entry {split}[{index}]"))
+    return split_from_rows(rows)
 
 
 _SUBFOLDERS = ("dtd/dtd", "dtd", "transfer/dtd/dtd")

@@ -7,10 +7,10 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from lit_robust.data.images import ImageSplit
 from lit_robust.data.layouts import DatasetLayout, Split
+from lit_robust.data.listings import entry_error, load_mat
 from lit_robust.data.transfer import TransferDataModule, split_from_rows
 
 _SET_KEYS = {"train": "trnid", "val": "valid", "test": "tstid"}
@@ -18,7 +18,9 @@ _SET_KEYS = {"train": "trnid", "val": "valid", "test": "tstid"}
 
 def read_flowers_labels(folder: Path) -> np.ndarray:
     """``imagelabels.mat``'s ``labels``: the class id (1..102) of image ``i`` at ``i - 1``."""
-    return scipy.io.loadmat(str(folder / "imagelabels.mat"))["labels"].reshape(-1)
+    labels = load_mat(folder / "imagelabels.mat", ("labels",),
+                      "the class id of every image in 'labels'")["labels"]
+    return np.asarray(labels).reshape(-1)
 
 
 def read_flowers(folder: Path, split: Split) -> ImageSplit:
@@ -27,9 +29,17 @@ def read_flowers(folder: Path, split: Split) -> ImageSplit:
     files are read directly, without torchvision's checksums (subsets pass)."""
     class_ids = read_flowers_labels(folder)
     label_of = {int(c): label for label, c in enumerate(np.unique(class_ids))}
-    numbers = scipy.io.loadmat(str(folder / "setid.mat"))[_SET_KEYS[split]].reshape(-1)
-    return split_from_rows((folder / "jpg" / f"image_{int(n):05d}.jpg",
-                            label_of[int(class_ids[int(n) - 1])]) for n in numbers)
+    path, key = folder / "setid.mat", _SET_KEYS[split]
+    numbers = np.asarray(load_mat(path, (key,), "the image numbers of each split in 'trnid', "
+                                  "'valid' and 'tstid'")[key]).reshape(-1)
+    rows = []
+    for index, n in enumerate(numbers):
+        if not 1 <= int(n) <= len(class_ids):
+            raise entry_error(path, f"an image number in 1..{len(class_ids)} (the images "
+                              "imagelabels.mat labels)", int(n), f"{key}[{index}]")
+        rows.append((folder / "jpg" / f"image_{int(n):05d}.jpg",
+                     label_of[int(class_ids[int(n) - 1])]))
+    return split_from_rows(rows)
 
 
 class Flowers102DataModule(TransferDataModule):

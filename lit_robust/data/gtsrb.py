@@ -7,7 +7,6 @@ Images are 15–250 px photographs of one sign each; they are resized to 32×32 
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from torchvision import datasets
 from lit_robust.data.base import RobustDataModule
 from lit_robust.data.images import ImageSplit
 from lit_robust.data.layouts import DatasetLayout, Split
+from lit_robust.data.listings import entry_error, integer, table_rows
 
 GTSRB_CLASSES = (
     "Speed limit (20km/h)", "Speed limit (30km/h)", "Speed limit (50km/h)",
@@ -35,10 +35,18 @@ GTSRB_CLASSES = (
 )
 
 
-def _split_from_rows(folder: Path, rows: list[tuple[str, str]]) -> ImageSplit:
+def _split_from_rows(folder: Path, rows: list[tuple[str, int]]) -> ImageSplit:
     files = [str(folder / path) for path, _ in rows]
-    labels = torch.tensor([int(label) for _, label in rows], dtype=torch.int64)
+    labels = torch.tensor([label for _, label in rows], dtype=torch.int64)
     return ImageSplit(labels, files=files)
+
+
+def _class_id(path: Path, number: int, row: dict[str, str]) -> int:
+    expected = "an integer ClassId in 0..42"
+    class_id = integer(path, row["ClassId"], expected, row, number)
+    if not 0 <= class_id < len(GTSRB_CLASSES):
+        raise entry_error(path, expected, row, number)
+    return class_id
 
 
 def read_gtsrb_official(folder: Path, split: Split) -> ImageSplit:
@@ -47,24 +55,25 @@ def read_gtsrb_official(folder: Path, split: Split) -> ImageSplit:
     if split == "train":
         training = folder / "GTSRB" / "Training"
         rows = [
-            (str(Path("GTSRB", "Training", name, file)), name)
-            for name in sorted(entry.name for entry in os.scandir(training) if entry.is_dir())
+            (str(Path("GTSRB", "Training", name, file)), int(name))
+            for name in sorted(entry.name for entry in os.scandir(training)
+                               if entry.is_dir() and entry.name.isdigit())
             for file in sorted(os.listdir(training / name)) if file.lower().endswith(".ppm")
         ]
     else:
-        with open(folder / "GT-final_test.csv", newline="") as handle:
-            rows = [
-                (str(Path("GTSRB", "Final_Test", "Images", row["Filename"])), row["ClassId"])
-                for row in csv.DictReader(handle, delimiter=";", skipinitialspace=True)
-            ]
+        path = folder / "GT-final_test.csv"
+        rows = [(str(Path("GTSRB", "Final_Test", "Images", row["Filename"])),
+                 _class_id(path, number, row))
+                for number, row in table_rows(path, ("Filename", "ClassId"), delimiter=";")]
     return _split_from_rows(folder, rows)
 
 
 def read_gtsrb_kaggle(folder: Path, split: Split) -> ImageSplit:
     """Kaggle's layout: ``Train.csv``/``Test.csv`` with columns ``ClassId`` and ``Path``."""
-    with open(folder / f"{split.capitalize()}.csv", newline="") as handle:
-        rows = [(row["Path"], row["ClassId"]) for row in csv.DictReader(handle)]
-    return _split_from_rows(folder, rows)
+    path = folder / f"{split.capitalize()}.csv"
+    return _split_from_rows(folder, [(row["Path"], _class_id(path, number, row))
+                                     for number, row in table_rows(path, ("Path", "ClassId"),
+                                                                   delimiter=",")])
 
 
 class GTSRBDataModule(RobustDataModule):

@@ -18,7 +18,8 @@ _TORCHVISION_DECODES = (".jpg", ".jpeg", ".png")
 
 
 class DataFileError(ValueError):
-    """A file of a dataset cannot be decoded as an image; the message names the file."""
+    """A file of a dataset cannot be read: an image that does not decode, a list or
+    annotation file with a malformed entry; the message names the file (and the line)."""
 
 
 def read_image(path: str | Path) -> Tensor:

@@ -8,19 +8,23 @@ from pathlib import Path
 
 from lit_robust.data.images import ImageSplit
 from lit_robust.data.layouts import DatasetLayout, Split
+from lit_robust.data.listings import few, integer, lookup, numbered_lines, split_fields
 from lit_robust.data.transfer import TransferDataModule, split_from_rows
 
+_LINE = "'<image id> <class id> <species> <breed id>' with an integer class id"
 
-def _entries(folder: Path, names: tuple[str, ...]) -> list[tuple[str, int]]:
-    """``(image id, class id)`` of the annotation lists ``names`` (``#`` lines skipped)."""
+
+def _entries(folder: Path, names: tuple[str, ...]) -> list[tuple[str, int, Path, int, str]]:
+    """``(image id, class id, file, line number, line)`` of the annotation lists ``names``
+    (``#`` lines skipped)."""
     entries = []
     for name in names:
         path = folder / "annotations" / name
         if path.is_file():
-            for line in path.read_text().splitlines():
-                if line.strip() and not line.startswith("#"):
-                    image_id, class_id, *_ = line.split()
-                    entries.append((image_id, int(class_id)))
+            for number, line in numbered_lines(path, comment="#"):
+                image_id, class_id = split_fields(path, number, line, 2, _LINE)
+                entries.append((image_id, integer(path, class_id, _LINE, line, number), path,
+                                number, line))
     return entries
 
 
@@ -28,7 +32,7 @@ def read_pets_classes(folder: Path) -> list[tuple[int, str]]:
     """``(class id, breed name)`` in class-id order, from ``annotations/list.txt`` (else the
     split lists); names as torchvision writes them (``"American Bulldog"``)."""
     entries = _entries(folder, ("list.txt",)) or _entries(folder, ("trainval.txt", "test.txt"))
-    breeds = {class_id: image_id.rsplit("_", 1)[0] for image_id, class_id in entries}
+    breeds = {class_id: image_id.rsplit("_", 1)[0] for image_id, class_id, *_ in entries}
     return [(class_id, " ".join(part.title() for part in breeds[class_id].split("_")))
             for class_id in sorted(breeds)]
 
@@ -38,8 +42,11 @@ def read_pets(folder: Path, split: Split) -> ImageSplit:
     over ``images/<image id>.jpg``; class ids become labels in their sorted order."""
     label_of = {class_id: label for label, (class_id, _) in enumerate(read_pets_classes(folder))}
     name = "trainval.txt" if split == "train" else "test.txt"
-    return split_from_rows((folder / "images" / f"{image_id}.jpg", label_of[class_id])
-                           for image_id, class_id in _entries(folder, (name,)))
+    expected = f"a class id of annotations/list.txt ({few(label_of)})"
+    return split_from_rows(
+        (folder / "images" / f"{image_id}.jpg",
+         lookup(label_of, class_id, path, expected, line, number))
+        for image_id, class_id, path, number, line in _entries(folder, (name,)))
 
 
 class OxfordPetsDataModule(TransferDataModule):

@@ -6,10 +6,9 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-import scipy.io
-
 from lit_robust.data.images import ImageSplit
 from lit_robust.data.layouts import DatasetLayout, Split
+from lit_robust.data.listings import entry_error, integer, load_mat, numbered_lines, split_fields
 from lit_robust.data.transfer import TransferDataModule, image_files, split_from_rows
 
 _ANNOTATIONS = {"train": "devkit/cars_train_annos.mat", "test": "cars_test_annos_withlabels.mat"}
@@ -20,10 +19,21 @@ def read_cars_devkit(folder: Path, split: Split) -> ImageSplit:
     """torchvision's layout: the ``annotations`` struct of ``devkit/cars_train_annos.mat`` /
     ``cars_test_annos_withlabels.mat`` (fields ``fname`` and ``class``, 1-based) over
     ``cars_train/`` / ``cars_test/``."""
-    annotations = scipy.io.loadmat(str(folder / _ANNOTATIONS[split]),
-                                   squeeze_me=True)["annotations"]
-    return split_from_rows((folder / _IMAGES[split] / str(entry["fname"]), int(entry["class"]) - 1)
-                           for entry in annotations.reshape(-1))
+    path = folder / _ANNOTATIONS[split]
+    expected = "an 'annotations' struct array with the fields fname and class"
+    annotations = load_mat(path, ("annotations",), expected)["annotations"]
+    fields = annotations.dtype.names or ()
+    if "fname" not in fields or "class" not in fields:
+        raise entry_error(path, expected, f"annotations with the fields {list(fields)}")
+    count = len(read_cars_classes(folder))
+    rows = []
+    for index, entry in enumerate(annotations.reshape(-1)):
+        class_id = integer(path, str(entry["class"]), f"a class in 1..{count}", entry,
+                           f"annotations[{index}]")
+        if not 1 <= class_id <= count:
+            raise entry_error(path, f"a class in 1..{count}", entry, f"annotations[{index}]")
+        rows.append((folder / _IMAGES[split] / str(entry["fname"]), class_id - 1))
+    return split_from_rows(rows)
 
 
 def read_cars_class_folders(folder: Path, split: Split) -> ImageSplit:
@@ -40,13 +50,14 @@ def read_cars_class_folders(folder: Path, split: Split) -> ImageSplit:
 def read_cars_classes(folder: Path) -> list[tuple[str, str]]:
     """``(class folder, name)`` from ``classes.txt`` (``<nnn>\\t<name>``), else from
     ``devkit/cars_meta.mat``'s ``class_names`` (folders ``001`` ..)."""
-    if (folder / "classes.txt").is_file():
-        lines = [line.split("\t", 1) for line in (folder / "classes.txt").read_text().splitlines()
-                 if line.strip()]
-        return [(class_id.strip(), name.strip()) for class_id, name in lines]
-    names = scipy.io.loadmat(str(folder / "devkit" / "cars_meta.mat"),
-                             squeeze_me=True)["class_names"].reshape(-1)
-    return [(f"{index + 1:03d}", str(name)) for index, name in enumerate(names)]
+    path = folder / "classes.txt"
+    if path.is_file():
+        return [tuple(split_fields(path, number, line, 2, "'<class folder>\\t<class name>'",
+                                   separator="\t"))
+                for number, line in numbered_lines(path)]
+    names = load_mat(folder / "devkit" / "cars_meta.mat", ("class_names",),
+                     "the car model names in 'class_names'")["class_names"]
+    return [(f"{index + 1:03d}", str(name)) for index, name in enumerate(names.reshape(-1))]
 
 
 _SUBFOLDERS = ("stanford_cars", "transfer/stanford_cars")

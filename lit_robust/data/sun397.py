@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lit_robust.data.images import ImageSplit
 from lit_robust.data.layouts import DatasetLayout, Split
+from lit_robust.data.listings import few, lookup, numbered_lines
 from lit_robust.data.transfer import TransferDataModule, split_from_rows
 
 _PARTITION_FILES = {"train": "Training_01.txt", "test": "Testing_01.txt"}
@@ -15,8 +16,7 @@ _PARTITION_FILES = {"train": "Training_01.txt", "test": "Testing_01.txt"}
 
 def read_sun397_categories(folder: Path) -> list[str]:
     """``ClassName.txt``'s category paths (``/a/abbey``, ``/a/apartment_building/outdoor``)."""
-    return [line.strip() for line in (folder / "ClassName.txt").read_text().splitlines()
-            if line.strip()]
+    return [line for _, line in numbered_lines(folder / "ClassName.txt")]
 
 
 def read_sun397(folder: Path, split: Split, partitions: str) -> ImageSplit:
@@ -24,9 +24,12 @@ def read_sun397(folder: Path, split: Split, partitions: str) -> ImageSplit:
     ``/a/abbey/sun_aaalbzqrimafwbiv.jpg``, relative to the dataset folder); the label is the
     index of the image's category in ``ClassName.txt``."""
     label_of = {category: label for label, category in enumerate(read_sun397_categories(folder))}
-    lines = (folder / partitions / _PARTITION_FILES[split]).read_text().split()
-    return split_from_rows((folder / line.lstrip("/"), label_of[line.rsplit("/", 1)[0]])
-                           for line in lines)
+    path = folder / partitions / _PARTITION_FILES[split]
+    expected = f"'<category>/<file>.jpg' with a category of ClassName.txt ({few(label_of)})"
+    return split_from_rows(
+        (folder / line.lstrip("/"),
+         lookup(label_of, line.rsplit("/", 1)[0], path, expected, line, number))
+        for number, line in numbered_lines(path))
 
 
 def _layout(partitions: str, where: str) -> DatasetLayout:

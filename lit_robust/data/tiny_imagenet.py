@@ -11,6 +11,7 @@ import torch
 from lit_robust.data.base import RobustDataModule
 from lit_robust.data.images import ImageSplit
 from lit_robust.data.layouts import DatasetLayout, Split
+from lit_robust.data.listings import few, lookup, numbered_lines, split_fields
 
 
 def read_wnids(folder: Path) -> list[str]:
@@ -30,11 +31,13 @@ def read_tiny_imagenet(folder: Path, split: Split) -> ImageSplit:
             if name.lower().endswith((".jpeg", ".jpg"))
         ]
     else:
-        lines = (folder / "val" / "val_annotations.txt").read_text().splitlines()
-        rows = [
-            (str(folder / "val" / "images" / name), label_of[wnid])
-            for name, wnid, *_ in (line.split("\t") for line in lines if line.strip())
-        ]
+        path = folder / "val" / "val_annotations.txt"
+        expected = f"'<file>\\t<wnid>\\t<box>' with a wnid of wnids.txt ({few(label_of)})"
+        rows = []
+        for number, line in numbered_lines(path):
+            name, wnid = split_fields(path, number, line, 2, expected)
+            rows.append((str(folder / "val" / "images" / name),
+                         lookup(label_of, wnid, path, expected, line, number)))
     labels = torch.tensor([label for _, label in rows], dtype=torch.int64)
     return ImageSplit(labels, files=[path for path, _ in rows])
 
