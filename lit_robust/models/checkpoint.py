@@ -16,7 +16,9 @@ Understood formats (all read with ``torch.load(..., weights_only=True)``):
   timm's pre-trained weights come; a timm training checkpoint holds an ``argparse.Namespace``
   that ``weights_only`` loading refuses: save its ``state_dict`` entry on its own);
 - a TWINS checkpoint: dual BatchNorm layers load as their adaptive wing, and RobustBench's
-  CIFAR WideResNet / PreAct ResNet state dicts (see :mod:`lit_robust.models.key_maps`).
+  CIFAR WideResNet / PreAct ResNet state dicts (see :mod:`lit_robust.models.key_maps`);
+- a VISSL checkpoint (``classy_state_dict``): its model trunk, as torchvision names it (see
+  :mod:`lit_robust.models.vissl`).
 
 Normalization buffers are dropped: the result is the backbone's state dict, and the
 normalization to use is a property of the model's configuration.
@@ -37,6 +39,7 @@ from lit_robust.models.key_maps import plain_network_state
 from lit_robust.models.normalize import NormalizedClassifier
 from lit_robust.models.spectral import fold_spectral_state_dict, restore_branch_averaging
 from lit_robust.models.surgery import get_head
+from lit_robust.models.vissl import is_vissl_checkpoint, vissl_trunk_state
 
 UNDERSTOOD_FORMATS = (
     "a plain state dict (name -> tensor), optionally with a DataParallel 'module.' prefix",
@@ -45,6 +48,7 @@ UNDERSTOOD_FORMATS = (
     "'module.model.*', 'module.normalizer.*', 'module.attacker.*')",
     "a dict holding one of these under 'model' or 'state_dict' next to training state",
     "a .safetensors file of weights (timm's pre-trained weights)",
+    "a VISSL checkpoint ('classy_state_dict' with the model's trunk)",
 )
 
 _WRAPPER_KEYS = ("state_dict", "model")
@@ -239,6 +243,8 @@ def _is_state_dict(obj: Any) -> bool:
 
 
 def _backbone_state(obj: Any, path: str) -> dict[str, Tensor]:
+    if is_vissl_checkpoint(obj):
+        obj = vissl_trunk_state(obj, path)
     is_lightning = isinstance(obj, Mapping) and "pytorch-lightning_version" in obj
     if _is_state_dict(obj):
         state = dict(obj)
