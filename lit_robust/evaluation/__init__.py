@@ -6,6 +6,7 @@ Metric names are flat strings that double as TensorBoard tags (logged as ``test/
 |---|---|
 | :class:`CleanAccuracy` | ``clean_acc`` |
 | :class:`PGDEvaluator` | ``robust_acc/pgd<steps>[x<restarts>]_<norm>_eps<ε>[_step<step>]`` (the step only when not 2.5·ε/steps), e.g. ``robust_acc/pgd10x3_linf_eps0.03137`` |
+| :class:`ExpectedRobustness` | ``expected_robust_acc/<name>`` (mean over an ε grid) and ``robust_acc/...`` per ε |
 | :class:`AutoAttackEvaluator` | ``robust_acc/autoattack_standard_linf_eps0.03137`` and ``.../<attack>`` after each attack |
 | :class:`SanityChecks` | ``sanity/<check>`` (1.0 pass, 0.0 fail) and ``eps_sweep/sanity/eps<ε>`` |
 | :func:`check_metrics` | ``sanity/robust_le_clean``, ``sanity/eps0_robust_matches_clean`` |
@@ -27,6 +28,7 @@ from lit_robust.evaluation.certify_evaluator import SmoothingCertification
 from lit_robust.evaluation.corruptions.evaluator import CorruptionRobustness
 from lit_robust.evaluation.corruptions.files import open_corrupted
 from lit_robust.evaluation.corruptions.generate import CORRUPTIONS, corrupt
+from lit_robust.evaluation.expected_robustness import ExpectedRobustness
 from lit_robust.evaluation.pgd_evaluator import PGDEvaluator
 from lit_robust.evaluation.report import RobustnessReport, finish_evaluation, log_to_tensorboard
 from lit_robust.evaluation.runner import evaluate
@@ -39,6 +41,7 @@ from lit_robust.evaluation.sanity import (
 from lit_robust.evaluation.smoothing import ABSTAIN, SmoothedClassifier
 
 __all__ = [
+    "ExpectedRobustness",
     "ABSTAIN", "CORRUPTIONS", "AutoAttackEvaluator", "CleanAccuracy", "CorruptionRobustness",
     "Evaluator", "PGDEvaluator",
     "RobustnessReport", "SanityCheckError", "SanityCheckWarning", "SanityChecks",

@@ -9,6 +9,7 @@ and Lightning's lifecycle hooks for multi-stage work (DESIGN §4).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from lit_robust.attacks import PGDAttack
 from lit_robust.errors import NonFiniteLossError
 from lit_robust.evaluation import CleanAccuracy, Evaluator, PGDEvaluator, finish_evaluation
 from lit_robust.evaluation.base import enable_progress, set_dataset_size
+from lit_robust.methods.eps_schedule import check_schedule, epsilon_scale, scaled_budget
 from lit_robust.methods.optim import OptimizerName, ScheduleName, build_optimizer, schedule_factor
 from lit_robust.models.checkpoint import load_weights
 from lit_robust.models.modes import eval_mode
 from lit_robust.models.normalize import NormalizedClassifier
+from lit_robust.models.peft import ParameterSelection, trainable_parameter_count
 from lit_robust.models.zoo import build_backbone
 from lit_robust.progress import trainer_shows_progress
 
@@ -51,6 +54,10 @@ class RobustClassifier(LightningModule):
             checkpoint, or the robust-models-transfer / MadryLab format).
         reset_head: load everything but the classifier from ``pretrained`` and start from a
             new head sized for ``num_classes`` (transfer to another task).
+        peft: which parameters train (:mod:`lit_robust.models.peft`: ``LoRA``, ``Adapters``,
+            ``BiasOnly``), applied after loading and :meth:`transform_model`; ``None`` trains
+            every parameter. The numbers of trainable and of all parameters are logged as
+            ``train/trainable_params`` and ``train/total_params``.
         optimizer: ``sgd``, ``lars`` (large batches, :class:`~lit_robust.methods.optim.LARS`),
             ``adamw`` or ``adam``.
         lr: base learning rate.
@@ -61,6 +68,11 @@ class RobustClassifier(LightningModule):
         milestones: epochs of the multistep decays (default 50% and 75% of training).
         gamma: multistep decay factor.
         warmup_epochs: linear learning-rate warm-up length in epochs.
+        eps_ramp_start_epoch: ε-scheduling of the training attack (methods that have one):
+            train with ε = 0 for this many epochs, then ramp ε (and the step size) linearly
+            (:mod:`lit_robust.methods.eps_schedule`); logged as ``train/eps``.
+        eps_ramp_epochs: length of the linear ramp up to the attack's ε, in epochs (0 with
+            ``eps_ramp_start_epoch: 0`` disables the schedule).
         val_attack: attack for robust validation accuracy; ``None`` validates clean only.
         val_attack_batches: attack only the first this-many validation batches.
         evaluators: test-time evaluators (clean, PGD with restarts, AutoAttack, smoothing,
@@ -87,6 +99,7 @@ class RobustClassifier(LightningModule):
         std: Sequence[float] | None = None,
         pretrained: str | None = None,
         reset_head: bool = False,
+        peft: ParameterSelection | None = None,
         optimizer: OptimizerName = "sgd",
         lr: float = 0.1,
         momentum: float = 0.9,
@@ -96,6 +109,8 @@ class RobustClassifier(LightningModule):
         milestones: Sequence[float] | None = None,
         gamma: float = 0.1,
         warmup_epochs: float = 0.0,
+        eps_ramp_start_epoch: float = 0.0,
+        eps_ramp_epochs: float = 0.0,
         val_attack: PGDAttack | None = None,
         val_attack_batches: int | None = None,
         evaluators: Sequence[Evaluator] | None = None,
@@ -117,6 +132,7 @@ class RobustClassifier(LightningModule):
             )
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither (then the DataModule's are used)")
+        check_schedule(eps_ramp_start_epoch, eps_ramp_epochs)
         # Run settings stay out of the hyperparameters: LightningCLI re-applies a checkpoint's
         # hyperparameters over the command line on `test --ckpt_path`.
         self.save_hyperparameters(ignore=["val_attack", "evaluators", "report_dir",
@@ -129,6 +145,7 @@ class RobustClassifier(LightningModule):
         self.report_dir = report_dir
         self.val_attack = val_attack
         self.val_attack_batches = val_attack_batches
+        self.peft = peft
         self._evaluators_arg = list(evaluators) if evaluators is not None else None
         self.model: nn.Module | None = None
         self.evaluators = nn.ModuleList()
@@ -170,6 +187,8 @@ class RobustClassifier(LightningModule):
         if self.hparams.pretrained is not None and self._load_pretrained():
             load_weights(net, self.hparams.pretrained, skip_head=self.hparams.reset_head)
         model = self.transform_model(NormalizedClassifier(net, mean=mean, std=std))
+        if self.peft is not None:
+            model = self.peft.apply(model)
         if self.hparams.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.compile_model:
@@ -264,7 +283,8 @@ class RobustClassifier(LightningModule):
         x, y = batch
         if batch_idx == 0 and self.current_epoch == 0:
             check_pixel_range(x)
-        x_adv = self.make_adversarial(x, y)
+        with self.scheduled_attack(batch_idx):
+            x_adv = self.make_adversarial(x, y)
         loss, logits = self.training_loss(x, x_adv, y)
         check_finite_loss(loss, self.current_epoch, self.global_step, batch_idx)
         self.train_loss(loss.detach())
@@ -272,6 +292,28 @@ class RobustClassifier(LightningModule):
         self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
+
+    def scheduled_attack(self, batch_idx: int) -> AbstractContextManager[Any]:
+        """The training attack's budget at this step under ε-scheduling (a no-op without)."""
+        hp = self.hparams
+        if hp.get("eps_ramp_start_epoch", 0) == 0 and hp.get("eps_ramp_epochs", 0) == 0:
+            return nullcontext()
+        progress = self.current_epoch + batch_idx / max(float(self.trainer.num_training_batches), 1)
+        scale = epsilon_scale(progress, hp.eps_ramp_start_epoch, hp.eps_ramp_epochs)
+        self.log("train/eps", self.attack.eps * scale, on_step=True, on_epoch=False)
+        return scaled_budget(self.attack, scale)
+
+    def on_train_start(self) -> None:
+        """Log the parameter counts; refuse ε-scheduling for a method without an attack."""
+        hp = self.hparams
+        scheduled = hp.get("eps_ramp_start_epoch", 0) > 0 or hp.get("eps_ramp_epochs", 0) > 0
+        if scheduled and getattr(self, "attack", None) is None:
+            raise ValueError(f"eps_ramp_start_epoch / eps_ramp_epochs schedule a training "
+                             f"attack, and {type(self).__name__} trains without one; set both "
+                             "to 0")
+        trainable, total = trainable_parameter_count(self.model)
+        self.log_dict({"train/trainable_params": float(trainable),
+                       "train/total_params": float(total)}, on_step=False, on_epoch=True)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remember which training state the restored weights are from (for the report)."""
