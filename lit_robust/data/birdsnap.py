@@ -17,9 +17,9 @@ def read_species(folder: Path) -> list[tuple[int, str]]:
     """``(species id, common name)`` of ``species.txt`` (tab-separated, with a header), in id
     order."""
     path = folder / "species.txt"
-    return sorted((integer(path, row["id"], "an integer species id in the column id", row,
+    return sorted((integer(path, row["id"], "an integer species id in the column id", line,
                            number), row["common"])
-                  for number, row in table_rows(path, ("id", "common")))
+                  for number, line, row in table_rows(path, ("id", "common")))
 
 
 def read_birdsnap(folder: Path, split: Split, images: str) -> ImageSplit:
@@ -28,13 +28,13 @@ def read_birdsnap(folder: Path, split: Split, images: str) -> ImageSplit:
     image files are ``<images>/<path>``. Images that were never downloaded (Flickr removes
     some) are skipped with a warning."""
     label_of = {species_id: label for label, (species_id, _) in enumerate(read_species(folder))}
-    test_paths = {row["path"] for _, row in table_rows(folder / "test_images.txt", ("path",))}
+    test_paths = {row["path"] for *_, row in table_rows(folder / "test_images.txt", ("path",))}
     listing = folder / "images.txt"
     expected = f"a species_id of species.txt ({few(label_of)})"
     rows = [(folder / images / row["path"],
-             lookup(label_of, integer(listing, row["species_id"], expected, row, number),
-                    listing, expected, row, number))
-            for number, row in table_rows(listing, ("path", "species_id"))
+             lookup(label_of, integer(listing, row["species_id"], expected, line, number),
+                    listing, expected, line, number))
+            for number, line, row in table_rows(listing, ("path", "species_id"))
             if (row["path"] in test_paths) == (split == "test")]
     present = [(path, label) for path, label in rows if path.is_file()]
     if len(present) < len(rows):

@@ -41,11 +41,11 @@ def _split_from_rows(folder: Path, rows: list[tuple[str, int]]) -> ImageSplit:
     return ImageSplit(labels, files=files)
 
 
-def _class_id(path: Path, number: int, row: dict[str, str]) -> int:
+def _class_id(path: Path, number: int, line: str, row: dict[str, str]) -> int:
     expected = "an integer ClassId in 0..42"
-    class_id = integer(path, row["ClassId"], expected, row, number)
+    class_id = integer(path, row["ClassId"], expected, line, number)
     if not 0 <= class_id < len(GTSRB_CLASSES):
-        raise entry_error(path, expected, row, number)
+        raise entry_error(path, expected, line, number)
     return class_id
 
 
@@ -63,17 +63,18 @@ def read_gtsrb_official(folder: Path, split: Split) -> ImageSplit:
     else:
         path = folder / "GT-final_test.csv"
         rows = [(str(Path("GTSRB", "Final_Test", "Images", row["Filename"])),
-                 _class_id(path, number, row))
-                for number, row in table_rows(path, ("Filename", "ClassId"), delimiter=";")]
+                 _class_id(path, number, line, row))
+                for number, line, row in table_rows(path, ("Filename", "ClassId"),
+                                                    delimiter=";")]
     return _split_from_rows(folder, rows)
 
 
 def read_gtsrb_kaggle(folder: Path, split: Split) -> ImageSplit:
     """Kaggle's layout: ``Train.csv``/``Test.csv`` with columns ``ClassId`` and ``Path``."""
     path = folder / f"{split.capitalize()}.csv"
-    return _split_from_rows(folder, [(row["Path"], _class_id(path, number, row))
-                                     for number, row in table_rows(path, ("Path", "ClassId"),
-                                                                   delimiter=",")])
+    return _split_from_rows(folder, [(row["Path"], _class_id(path, number, line, row))
+                                     for number, line, row in table_rows(
+                                         path, ("Path", "ClassId"), delimiter=",")])
 
 
 class GTSRBDataModule(RobustDataModule):

@@ -87,9 +87,9 @@ def lookup(mapping: Mapping[Key, int], key: Key, path: Path, expected: str, entr
 
 
 def table_rows(path: Path, columns: tuple[str, ...], delimiter: str = "\t"
-               ) -> list[tuple[int, dict[str, str]]]:
-    """``(line number, row)`` of a delimited file (tab-separated by default) whose first line
-    names its columns; values are stripped.
+               ) -> list[tuple[int, str, dict[str, str]]]:
+    """``(line number, line, row)`` of a delimited file (tab-separated by default) whose first
+    line names its columns; values are stripped.
 
     Raises:
         DataFileError: a column of ``columns`` is missing from the header, or a row lacks a
@@ -110,7 +110,7 @@ def table_rows(path: Path, columns: tuple[str, ...], delimiter: str = "\t"
         row = {key.strip(): (value or "").strip() for key, value in row.items() if key}
         if any(not row.get(column) for column in columns):
             raise entry_error(path, f"a value for each of {', '.join(columns)}", line, number)
-        rows.append((number, row))
+        rows.append((number, line, row))
     return rows
 
 

@@ -28,10 +28,10 @@ def read_cars_devkit(folder: Path, split: Split) -> ImageSplit:
     count = len(read_cars_classes(folder))
     rows = []
     for index, entry in enumerate(annotations.reshape(-1)):
-        class_id = integer(path, str(entry["class"]), f"a class in 1..{count}", entry,
-                           f"annotations[{index}]")
+        shown, where = f"class {entry['class']} of {entry['fname']}", f"annotations[{index}]"
+        class_id = integer(path, str(entry["class"]), f"a class in 1..{count}", shown, where)
         if not 1 <= class_id <= count:
-            raise entry_error(path, f"a class in 1..{count}", entry, f"annotations[{index}]")
+            raise entry_error(path, f"a class in 1..{count}", shown, where)
         rows.append((folder / _IMAGES[split] / str(entry["fname"]), class_id - 1))
     return split_from_rows(rows)
 
