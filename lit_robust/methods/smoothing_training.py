@@ -2,7 +2,9 @@
 regularization.
 
 Both train on ``m`` noisy copies ``x + N(0, σ²I)`` of every image, in [0, 1] pixel space and
-without clamping (the distribution the smoothing certificate is about). Validation adds the
+without clamping (the distribution the smoothing certificate is about). Consistency
+regularization takes, by default, the official code's optimizer steps: one per chunk of
+``B/m`` images of each loader batch (:class:`ConsistencyRegularization`). Validation adds the
 accuracy of the base classifier under that noise and, optionally, the certified accuracy and
 average certified radius of the smoothed classifier on a few validation images, computed with
 :class:`~lit_robust.evaluation.SmoothedClassifier`.
@@ -10,7 +12,7 @@ average certified radius of the smoothed classifier on a few validation images, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +22,15 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lit_robust.evaluation import ABSTAIN, SmoothedClassifier
 from lit_robust.losses import consistency_loss
-from lit_robust.methods.base import Batch, RobustClassifier
+from lit_robust.methods.base import (
+    Batch,
+    RobustClassifier,
+    check_finite_loss,
+    check_pixel_range,
+)
 from lit_robust.models.modes import eval_mode
+
+TrainingLoop = Literal["chunks", "batch"]
 
 
 class GaussianAugmentation(RobustClassifier):
@@ -134,17 +143,32 @@ class ConsistencyRegularization(GaussianAugmentation):
     ``p̂`` the mean softmax of the copies. The defaults are the transfer study's: σ = 0.5,
     m = 2, λ = 5, η = 0.5.
 
+    The training loop (``training_loop``) is the official one by default (``"chunks"``: the
+    ``train`` function of ``train_consistency.py`` in Jeong and Shin's code and in the
+    transfer study's): each loader batch of B images is cut into m consecutive chunks of
+    ⌊B/m⌋ images (the last B mod m images are not used, as there), every chunk is replicated m
+    times with fresh noise and takes one optimizer step of its own, so a batch makes m steps
+    on m·⌊B/m⌋ noisy images each. The learning-rate schedule (in epochs) advances once per
+    loader batch. This runs with Lightning's manual optimization: ``trainer.global_step``
+    counts optimizer steps (m per batch), and ``trainer.gradient_clip_val`` and
+    ``accumulate_grad_batches`` are not available. ``"batch"`` takes one step per loader batch
+    on all of its images, m noisy copies each (B·m samples).
+
     Args:
         sigma: noise standard deviation in [0, 1] pixel units.
-        num_noise_samples: m, noisy copies of each image (>= 2 for a consistency term).
+        num_noise_samples: m, noisy copies of each image (>= 2 for a consistency term); with
+            ``training_loop: chunks`` also the number of chunks (and steps) per batch.
         consistency_weight: λ, weight of the KL term.
         entropy_weight: η, weight of the entropy of the mean prediction.
+        training_loop: ``"chunks"`` (m optimizer steps per loader batch, the official code)
+            or ``"batch"`` (one step per loader batch).
         **kwargs: the arguments of :class:`GaussianAugmentation` (validation certification)
             and :class:`~lit_robust.methods.base.RobustClassifier`.
 
     Raises:
-        ValueError: for negative weights, or ``m = 1`` with a non-zero λ (one copy always
-            agrees with itself: use :class:`GaussianAugmentation`).
+        ValueError: for negative weights, ``m = 1`` with a non-zero λ (one copy always
+            agrees with itself: use :class:`GaussianAugmentation`), or an unknown
+            ``training_loop``.
     """
 
     def __init__(
@@ -153,8 +177,12 @@ class ConsistencyRegularization(GaussianAugmentation):
         num_noise_samples: int = 2,
         consistency_weight: float = 5.0,
         entropy_weight: float = 0.5,
+        training_loop: TrainingLoop = "chunks",
         **kwargs: Any,
     ) -> None:
+        if training_loop not in ("chunks", "batch"):
+            raise ValueError(f"training_loop must be 'chunks' (m optimizer steps per batch, the "
+                             f"official code) or 'batch' (one step), got {training_loop!r}")
         if consistency_weight < 0 or entropy_weight < 0:
             raise ValueError(
                 f"consistency_weight and entropy_weight must be >= 0, got {consistency_weight} "
@@ -166,9 +194,42 @@ class ConsistencyRegularization(GaussianAugmentation):
                 "(2 in the paper), or use GaussianAugmentation for a single copy"
             )
         super().__init__(sigma=sigma, num_noise_samples=num_noise_samples, **kwargs)
+        self.automatic_optimization = training_loop == "batch"
 
     def training_loss(self, x: Tensor, x_adv: Tensor | None, y: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.noisy_logits(x)
         loss = consistency_loss(logits, y, self.hparams.consistency_weight,
                                 self.hparams.entropy_weight)
         return loss, logits[0]
+
+    def chunks(self, x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """The m consecutive chunks of ⌊B/m⌋ images of a batch (none when B < m), as the
+        official ``_chunk_minibatch``."""
+        copies = self.hparams.num_noise_samples
+        size = x.shape[0] // copies
+        if size == 0:
+            return []
+        return [(x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]) for i in range(copies)]
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        """One step per batch (``training_loop: batch``), else one per chunk (see the class)."""
+        if self.automatic_optimization:
+            return super().training_step(batch, batch_idx)
+        x, y = batch
+        if batch_idx == 0 and self.current_epoch == 0:
+            check_pixel_range(x)
+        optimizer = self.optimizers()
+        for x_chunk, y_chunk in self.chunks(x, y):
+            loss, logits = self.training_loss(x_chunk, None, y_chunk)
+            check_finite_loss(loss, self.current_epoch, self.global_step, batch_idx)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+            self.train_loss(loss.detach())
+            self.train_metrics(logits.detach(), y_chunk)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()  # the schedule is in epochs of loader batches
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return None

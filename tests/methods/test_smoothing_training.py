@@ -152,3 +152,115 @@ def test_noise_training_certifies_a_larger_radius_than_standard_training() -> No
     assert ga[acr] > st[acr] + 0.035
     assert ga[acr] > 1.5 * st[acr]
     assert ga[acc] > st[acc] + 0.1
+
+
+# ---------------------------------------------------------------- the official training loop
+def _constant_images(count: int) -> torch.Tensor:
+    """Image k is the constant 0.1·k + 0.05, so a noisy copy (σ = 1e-3) still names its image."""
+    return (0.1 * torch.arange(count, dtype=torch.float32) + 0.05).view(-1, 1, 1, 1).expand(
+        count, 3, 8, 8).contiguous()
+
+
+class _Recorder(torch.nn.Module):
+    """Passes through to a model and keeps every training input and the weights it saw."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+        self.inputs: list[torch.Tensor] = []
+        self.weights: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.inputs.append(x.detach().clone())
+            self.weights.append({k: v.detach().clone() for k, v in self.inner.state_dict().items()})
+        return self.inner(x)
+
+
+def _fit_recording(loop: str, images: int = 8, batch_size: int = 8, epochs: int = 1,
+                   **kwargs) -> tuple[ConsistencyRegularization, _Recorder, Trainer]:
+    torch.manual_seed(0)
+    method = ConsistencyRegularization(
+        backbone="tiny_cnn", backbone_kwargs={"width": 4}, num_classes=10, mean=[0.0] * 3,
+        std=[1.0] * 3, sigma=1e-3, num_noise_samples=2, training_loop=loop, lr=0.1, momentum=0.0,
+        weight_decay=0.0, val_attack=None, **kwargs)
+    method.configure_model()
+    recorder = _Recorder(method.model)
+    method.model = recorder
+    x = _constant_images(images)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, torch.arange(images) % 10), batch_size=batch_size)
+    trainer = Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False,
+                      inference_mode=False, accelerator="cpu", limit_val_batches=0)
+    trainer.fit(method, loader)
+    return method, recorder, trainer
+
+
+def _image_ids(inputs: torch.Tensor) -> list[int]:
+    return ((inputs.mean(dim=(1, 2, 3)) - 0.05) / 0.1).round().long().tolist()
+
+
+def test_chunked_loop_takes_m_steps_per_batch_each_on_its_chunk_in_m_noisy_copies() -> None:
+    _, recorder, trainer = _fit_recording("chunks", images=8, batch_size=8)
+    assert trainer.global_step == 2  # one loader batch of 8, m = 2: two optimizer steps
+    assert [_image_ids(x) for x in recorder.inputs] == [[0, 1, 2, 3] * 2, [4, 5, 6, 7] * 2]
+    for x in recorder.inputs:  # the m copies of a chunk carry fresh noise each
+        assert not torch.equal(x[:4], x[4:])
+        assert (x - x.mean(dim=(1, 2, 3), keepdim=True)).std().item() == pytest.approx(
+            1e-3, rel=0.1)
+    _, recorder, trainer = _fit_recording("batch", images=8, batch_size=8)
+    assert trainer.global_step == 1
+    assert [_image_ids(x) for x in recorder.inputs] == [list(range(8)) * 2]
+
+
+def test_chunked_loop_drops_the_remainder_of_an_odd_batch_as_the_official_code() -> None:
+    _, recorder, trainer = _fit_recording("chunks", images=7, batch_size=7)
+    assert trainer.global_step == 2
+    assert [_image_ids(x) for x in recorder.inputs] == [[0, 1, 2] * 2, [3, 4, 5] * 2]
+
+
+def test_each_chunk_steps_from_the_weights_the_previous_chunk_left() -> None:
+    """Gradient level: step i is SGD on chunk i's consistency loss at the weights after step
+    i - 1 (one step on both chunks, or two steps on the summed gradient, fail here)."""
+    method, recorder, _ = _fit_recording("chunks", images=8, batch_size=8)
+    reference = ConsistencyRegularization(backbone="tiny_cnn", backbone_kwargs={"width": 4},
+                                          num_classes=10, mean=[0.0] * 3, std=[1.0] * 3)
+    reference.configure_model()
+    net = reference.model
+    net.load_state_dict(recorder.weights[0])
+    labels = torch.arange(8) % 10
+    for step, x in enumerate(recorder.inputs):
+        torch.testing.assert_close(net.state_dict(), recorder.weights[step])
+        y = labels[4 * step:4 * step + 4]
+        loss = consistency_loss(net(x).view(2, 4, 10), y, 5.0, 0.5)
+        grads = torch.autograd.grad(loss, list(net.parameters()))
+        with torch.no_grad():
+            for parameter, grad in zip(net.parameters(), grads, strict=True):
+                parameter -= 0.1 * grad
+    after = {k: v for k, v in method.model.inner.state_dict().items()}
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(after[key], value, msg=key)
+
+
+def test_chunked_loop_advances_the_schedule_once_per_loader_batch() -> None:
+    """Two batches per epoch, ×0.1 at epoch 1: the four steps of epoch 0 run at lr 0.1 (a
+    schedule stepped per optimizer step would decay after the first batch)."""
+    seen: list[float] = []
+    torch.manual_seed(0)
+    cr = ConsistencyRegularization(backbone="tiny_cnn", backbone_kwargs={"width": 4},
+                                   num_classes=10, mean=[0.0] * 3, std=[1.0] * 3, lr=0.1,
+                                   schedule="multistep", milestones=[1], val_attack=None)
+    cr.on_before_optimizer_step = lambda optimizer: seen.append(optimizer.param_groups[0]["lr"])
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(_constant_images(16), torch.arange(16) % 10),
+        batch_size=8)
+    Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, inference_mode=False, accelerator="cpu",
+            limit_val_batches=0).fit(cr, loader)
+    assert seen == pytest.approx([0.1] * 4 + [0.01] * 4)
+
+
+def test_unknown_training_loop_is_refused() -> None:
+    with pytest.raises(ValueError, match="training_loop must be 'chunks'"):
+        ConsistencyRegularization(backbone="tiny_cnn", training_loop="steps")
