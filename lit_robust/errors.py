@@ -8,8 +8,10 @@ traceback.
 
 from __future__ import annotations
 
+from lit_robust.data.base import DataSettingError
 from lit_robust.data.images import DataFileError
 from lit_robust.data.layouts import DatasetNotFoundError
+from lit_robust.models.blocks import BlockCountError, NoBlockLayoutError
 from lit_robust.models.checkpoint import CheckpointMismatchError, CheckpointReadError
 
 
@@ -22,7 +24,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 USER_ERRORS = (ConfigurationError, NonFiniteLossError, DataFileError, DatasetNotFoundError,
-               CheckpointReadError, CheckpointMismatchError)
+               CheckpointReadError, CheckpointMismatchError, BlockCountError,
+               NoBlockLayoutError, DataSettingError)
 
 
 def root_message(error: BaseException) -> str:

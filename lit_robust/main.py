@@ -64,7 +64,7 @@ class LitRobustCLI(LightningCLI):
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand is not None:
-            configure_run_folders(self.config[subcommand])
+            configure_run_folders(self.config[subcommand], subcommand)
 
     def _parse_ckpt_path(self) -> None:
         try:
@@ -83,8 +83,9 @@ class LitRobustCLI(LightningCLI):
             if every < 1:
                 raise ConfigurationError(
                     f"--checkpoint_every_n_steps must be >= 1 (or unset), got {every}")
-            self.trainer_defaults["callbacks"].append(
-                ModelCheckpoint(every_n_train_steps=every, save_top_k=0, save_last=True))
+            self.trainer_defaults["callbacks"].append(ModelCheckpoint(
+                every_n_train_steps=every, save_top_k=0, save_last=True,
+                enable_version_counter=False))
 
     def instantiate_classes(self) -> None:
         try:
@@ -93,6 +94,40 @@ class LitRobustCLI(LightningCLI):
             raise
         except (ValueError, TypeError, FileNotFoundError) as error:
             raise ConfigurationError(root_message(error)) from error
+
+    def before_fit(self) -> None:
+        self._check_checkpoint_fits_the_data()
+        if isinstance(self.trainer.strategy.launcher, _MultiProcessingLauncher):
+            # Settle each logger's version folder in this process: the spawned processes log
+            # into a copy of it, and the report of --test_after_fit, which this process
+            # writes, then lands beside the checkpoint it tests instead of in a new version.
+            for logger in self.trainer.loggers:
+                _ = logger.version
+
+    def before_validate(self) -> None:
+        self._check_checkpoint_fits_the_data()
+
+    def before_test(self) -> None:
+        self._check_checkpoint_fits_the_data()
+
+    def before_predict(self) -> None:
+        self._check_checkpoint_fits_the_data()
+
+    def _check_checkpoint_fits_the_data(self) -> None:
+        """Refuse ``--ckpt_path`` of a model with another number of classes than the data."""
+        checkpoint = self.config[self.subcommand].get("ckpt_path")
+        hparams = getattr(self.model, "hparams", {})
+        saved = hparams.get("num_classes") if checkpoint else None
+        classes = getattr(self.datamodule, "num_classes", None)
+        if saved is None or classes is None or int(saved) == int(classes):
+            return
+        data = type(self.datamodule).__name__
+        raise ConfigurationError(
+            f"the checkpoint {checkpoint} holds a model of {saved} classes, but {data} has "
+            f"{classes}: use the data it was trained on, or start a new run from it on this "
+            f"data with --model.init_args.pretrained {checkpoint} --model.init_args.reset_head "
+            "true (without --ckpt_path)"
+        )
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit"):
@@ -139,8 +174,11 @@ def cli(args: Sequence[str] | None = None, run: bool = True) -> LitRobustCLI:
             "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
             "init_args": {"save_dir": "logs", "name": "lit_robust"},
         },
+        # both checkpoint callbacks (this one, end of epoch, and that of
+        # --checkpoint_every_n_steps) write the one last.ckpt: the newest state of the run
         "callbacks": [
-            ModelCheckpoint(save_last=True, save_top_k=1, monitor=None),
+            ModelCheckpoint(save_last=True, save_top_k=1, monitor=None,
+                            enable_version_counter=False),
             RandomStateCheckpoint(),
         ],
     }

@@ -19,6 +19,7 @@ Applied to the parsed configuration before anything is built:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,13 @@ def _logger_arguments(logger: Any) -> Namespace | None:
     return None
 
 
-def configure_run_folders(config: Namespace) -> None:
+def configure_run_folders(config: Namespace, subcommand: str | None = None) -> None:
     """Apply the rules of this module to one subcommand's configuration, in place.
 
     Raises:
-        ConfigurationError: ``--ckpt_path last`` and no earlier run left a ``last.ckpt``.
+        ConfigurationError: ``--ckpt_path last`` and no earlier run left a ``last.ckpt``; an
+            output folder that cannot be created; a new ``fit`` whose checkpoint folder
+            already holds the ``last.ckpt`` of another run.
     """
     trainer = config.get("trainer") or Namespace()
     root = trainer.get("default_root_dir")
@@ -57,12 +60,72 @@ def configure_run_folders(config: Namespace) -> None:
         logger.save_dir = str(Path(root) / DEFAULT_SAVE_DIR)
     model = config.get("model")
     model_arguments = model.get("init_args") if isinstance(model, Namespace) else None
+    report_dir = (model_arguments.get("report_dir")
+                  if isinstance(model_arguments, Namespace) else None)
+    _check_creatable("trainer.default_root_dir", root)
+    _check_creatable("trainer.logger.init_args.save_dir", logger.save_dir if logger else None)
+    _check_creatable("model.init_args.report_dir", report_dir)
     if (trainer.get("logger") is False and isinstance(model_arguments, Namespace)
-            and "report_dir" in model_arguments and model_arguments.report_dir is None):
+            and "report_dir" in model_arguments and report_dir is None):
         model_arguments.report_dir = str(root or Path.cwd())
     if config.get("ckpt_path") == "last":
         config.ckpt_path = str(_last_checkpoint(logger, root))
         _check_same_run(Path(config.ckpt_path), model)
+    elif subcommand == "fit":
+        _refuse_another_runs_last(logger, root, config.get("ckpt_path"))
+
+
+def _check_creatable(setting: str, folder: str | Path | None) -> None:
+    """Refuse an output folder that cannot be created, before anything runs.
+
+    Raises:
+        ConfigurationError: the nearest existing ancestor of ``folder`` is a file, or a
+            folder this process cannot write into.
+    """
+    if folder is None:
+        return
+    folder = Path(folder).absolute()
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise ConfigurationError(
+            f"{setting}={folder} cannot be created: {existing} is a file, not a folder; "
+            f"choose another {setting}"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            f"{setting}={folder} cannot be created: this user may not write into {existing}; "
+            f"choose another {setting}"
+        )
+
+
+def _refuse_another_runs_last(logger: Namespace | None, root: str | None,
+                              ckpt_path: str | None) -> None:
+    """A new ``fit`` must not write its checkpoints beside another run's ``last.ckpt``: the
+    two runs would share (and overwrite) the one file ``--ckpt_path last`` means.
+
+    Raises:
+        ConfigurationError: the checkpoint folder of this fit (``<default_root_dir>/checkpoints``
+            without a logger, ``.../version_N/checkpoints`` with a pinned logger version)
+            already holds a ``last.ckpt`` that this fit does not resume from.
+    """
+    if logger is None:
+        folder = Path(root or Path.cwd()) / "checkpoints"
+        other = "another --trainer.default_root_dir"
+    elif logger.get("version") is not None:
+        version = logger.version
+        name = version if isinstance(version, str) else f"version_{version}"
+        folder = Path(logger.save_dir) / str(logger.name or "") / name / "checkpoints"
+        other = "another --trainer.logger.init_args.version (or none, for a new one)"
+    else:
+        return
+    last = folder / "last.ckpt"
+    if not last.is_file() or (ckpt_path is not None and Path(ckpt_path).resolve()
+                              == last.resolve()):
+        return
+    raise ConfigurationError(
+        f"this fit would write its checkpoints into {folder}, which holds the last.ckpt of an "
+        f"earlier run: resume that run with --ckpt_path last, or give {other}"
+    )
 
 
 def _saved_hyperparameters(path: Path) -> dict[str, Any]:

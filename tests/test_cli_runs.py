@@ -88,6 +88,23 @@ def test_ckpt_path_last_refuses_a_run_with_other_settings(tmp_path) -> None:
     assert tested.trainer.logger.version == 1
 
 
+def test_step_checkpoints_and_epoch_checkpoints_share_the_one_last_ckpt(tmp_path) -> None:
+    """With --checkpoint_every_n_steps a fit used to leave last.ckpt (an earlier step) beside
+    last-v1.ckpt (the final state), and `test --ckpt_path last` tested the earlier model."""
+    fit = cli(["fit", *TINY, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+               "--trainer.limit_val_batches", "1", "--checkpoint_every_n_steps", "2"])
+    folder = tmp_path / "logs" / "lit_robust" / "version_0" / "checkpoints"
+    assert sorted(p.name for p in folder.glob("last*.ckpt")) == ["last.ckpt"]
+    assert torch.load(folder / "last.ckpt", map_location="cpu",
+                      weights_only=False)["global_step"] == 3
+
+    tested = cli(["test", *TINY, "--ckpt_path", "last"])
+    final = fit.model.model.state_dict()
+    assert all(torch.equal(v, final[k]) for k, v in tested.model.model.state_dict().items())
+    weights = _report(tmp_path / "logs")["provenance"]["weights"]
+    assert weights["path"] == str((folder / "last.ckpt").resolve()) and weights["step"] == 3
+
+
 def test_setting_differences_skip_unset_and_bookkeeping_keys() -> None:
     saved = {"_class_path": "A", "lr": 0.1, "num_classes": 10, "mean": (0.5, 0.5),
              "attack": {"class_path": "P", "init_args": {"eps": 0.03, "steps": 1}}}
@@ -133,14 +150,16 @@ def test_without_a_logger_the_report_goes_to_default_root_dir(tmp_path) -> None:
 
 
 def test_test_after_fit_with_ddp_spawn_tests_the_trained_weights(tmp_path) -> None:
+    """... and its report lands beside the checkpoint it tested, not in a new version_1."""
     fit = cli(["fit", *TINY, *SHORT_FIT, "--trainer.strategy", "ddp_spawn",
-               "--trainer.devices", "2", "--test_after_fit", "true",
-               "--model.init_args.report_dir", str(tmp_path / "spawned")])
-    report = _report(tmp_path / "spawned")
+               "--trainer.devices", "2", "--test_after_fit", "true"])
+    run = tmp_path / "logs" / "lit_robust" / "version_0"
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+    report = _report(run)
     weights = report["provenance"]["weights"]
     assert weights["source"] == "checkpoint" and weights["step"] == 2
     last = Path(weights["path"])
-    assert last.name == "last.ckpt" and last.parent == Path(
+    assert last == run / "checkpoints" / "last.ckpt" and last.parent == Path(
         fit.trainer.checkpoint_callback.best_model_path).resolve().parent
 
     single = cli(["test", *TINY, "--ckpt_path", str(last),

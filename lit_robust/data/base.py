@@ -49,6 +49,11 @@ from lit_robust.data.transforms import (
 from lit_robust.paths import data_root
 
 
+class DataSettingError(ValueError):
+    """A DataModule setting that contradicts the dataset found on disk (raised in ``setup``,
+    before any training); the message says what to change."""
+
+
 def concatenate_splits(first: ImageSplit, second: ImageSplit) -> ImageSplit:
     """The images of ``first`` followed by those of ``second`` (both files or both decoded)."""
     labels = torch.cat([first.labels, second.labels])
@@ -279,13 +284,18 @@ class RobustDataModule(LightningDataModule):
                 raise DatasetNotFoundError(self._not_found_message())
         return self._location
 
-    def _not_found_message(self, cause: str = "") -> str:
-        hint = ("Or pass download=True to download it with torchvision."
-                if self.can_download else
-                f"{self.dataset_name} cannot be downloaded automatically: get it from its "
-                f"official site and unpack it as above.")
-        message = not_found_message(self.dataset_name, self.root, self.layouts, hint)
-        return f"{message}\n{cause}" if cause else message
+    def _not_found_message(self, download_error: BaseException | None = None) -> str:
+        if download_error is not None:
+            hint = (f"Downloading into {self.root} failed: {download_error!r}. Check the "
+                    "network connection and the free space and run again with download=True, "
+                    "or get the files from the dataset's official site and unpack them as "
+                    "above.")
+        elif self.can_download:
+            hint = "Or pass download=True to download it with torchvision."
+        else:
+            hint = (f"{self.dataset_name} cannot be downloaded automatically: get it from its "
+                    "official site and unpack it as above.")
+        return not_found_message(self.dataset_name, self.root, self.layouts, hint)
 
     def _read(self, split: Split) -> ImageSplit:
         """Labels and images of the full ``"train"`` or ``"test"`` split."""
@@ -306,7 +316,7 @@ class RobustDataModule(LightningDataModule):
                 self.download_to(self.root)
             except Exception as error:
                 raise DatasetNotFoundError(
-                    self._not_found_message(f"Downloading into {self.root} failed: {error!r}")
+                    self._not_found_message(download_error=error)
                 ) from error
         self._locate()
 
@@ -396,15 +406,18 @@ class RobustDataModule(LightningDataModule):
                                    self.split_seed, TEST_SUBSET_STREAM, strict=False)
         if self.test_first_n is not None:
             if self.test_first_n > len(test):
-                raise ValueError(f"test_first_n={self.test_first_n} exceeds the {len(test)} "
-                                 f"{self.dataset_name} test images")
+                raise DataSettingError(
+                    f"test_first_n={self.test_first_n} exceeds the {len(test)} "
+                    f"{self.dataset_name} test images in {self._folder()}; choose "
+                    f"test_first_n <= {len(test)}, or drop it to test on all of them")
             return np.arange(self.test_first_n)
         if self.test_indices_arg is not None:
             indices = np.asarray(self.test_indices_arg, dtype=np.int64)
             if indices.max() >= len(test):
-                raise ValueError(f"test_indices holds {int(indices.max())}, but the "
-                                 f"{self.dataset_name} test split has {len(test)} images "
-                                 f"(indices 0..{len(test) - 1})")
+                raise DataSettingError(
+                    f"test_indices holds {int(indices.max())}, but the {self.dataset_name} test "
+                    f"split in {self._folder()} has {len(test)} images (indices "
+                    f"0..{len(test) - 1}); fix the index list")
             return indices
         return np.arange(len(test))
 
@@ -419,13 +432,17 @@ class RobustDataModule(LightningDataModule):
             return f"an explicit list of {len(self.test_indices_arg)} test indices"
         return "the whole test split"
 
+    def _folder(self) -> Path:
+        """The dataset folder read (the root until the layout is found)."""
+        folder = self._location[1] if self._location is not None else self.root
+        return Path(folder).resolve()
+
     def describe_test_data(self) -> dict[str, object]:
         """Which test images an evaluation saw: dataset, folder, subset rule, count, indices."""
-        folder = self._location[1] if self._location is not None else self.root
         indices = self.test_indices.tolist() if self.test_indices is not None else None
         return {
             "dataset": self.dataset_name,
-            "folder": str(Path(folder).resolve()),
+            "folder": str(self._folder()),
             "subset_rule": self.test_subset_rule(),
             "test_images": len(indices) if indices is not None else None,
             "indices": indices if self.test_indices_arg is not None else None,

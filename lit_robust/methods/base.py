@@ -23,7 +23,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_robust.attacks import PGDAttack
-from lit_robust.errors import NonFiniteLossError
+from lit_robust.errors import ConfigurationError, NonFiniteLossError
 from lit_robust.evaluation import CleanAccuracy, Evaluator, PGDEvaluator, finish_evaluation
 from lit_robust.evaluation.base import enable_progress, set_dataset_size
 from lit_robust.methods.eps_schedule import check_schedule, epsilon_scale, scaled_budget
@@ -159,14 +159,14 @@ class RobustClassifier(LightningModule):
         data_value = getattr(datamodule, key, None) if datamodule is not None else None
         if key == "num_classes" and value is not None and data_value is not None:
             if int(value) != int(data_value):
-                raise ValueError(
+                raise ConfigurationError(
                     f"num_classes={value} contradicts the data ({type(datamodule).__name__} has "
                     f"{data_value} classes); drop model.num_classes or fix it"
                 )
         if value is None:
             value = data_value
         if value is None:
-            raise ValueError(
+            raise ConfigurationError(
                 f"{key} is unknown: pass model.{key} or train/test with a DataModule that "
                 f"defines it"
             )

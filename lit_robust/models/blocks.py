@@ -50,6 +50,14 @@ class BlockLayout:
     blocks: list[nn.Module]
 
 
+class NoBlockLayoutError(TypeError):
+    """A backbone without a registered :class:`BlockLayout`; the message lists those with one."""
+
+
+class BlockCountError(ValueError):
+    """A ``k`` outside ``1..block_count(model)``; the message names the count."""
+
+
 LayoutFactory = Callable[[nn.Module], BlockLayout]
 _LAYOUTS: dict[type[nn.Module], LayoutFactory] = {}
 
@@ -82,18 +90,23 @@ def block_layout(model: nn.Module) -> BlockLayout:
     """The stem and ordered blocks of a backbone (built afresh, sharing its modules).
 
     Raises:
-        TypeError: for a backbone without a registered layout.
+        NoBlockLayoutError: for a backbone without a registered layout.
     """
     net = backbone_of(model)
     for backbone_type in type(net).__mro__:
         if backbone_type in _LAYOUTS:
             return _LAYOUTS[backbone_type](net)
-    known = ", ".join(sorted(t.__name__ for t in _LAYOUTS))
-    raise TypeError(
-        f"{type(net).__name__} has no block enumeration, so 'the last k blocks' is undefined "
-        f"for it; supported backbones: {known}. Register one with "
+    known = ", ".join(sorted(_qualified_name(t) for t in _LAYOUTS))
+    raise NoBlockLayoutError(
+        f"{_qualified_name(type(net))} has no block enumeration, so 'the last k blocks' is "
+        f"undefined for it; the backbone classes that have one: {known}. Register one with "
         "lit_robust.models.blocks.register_block_layout"
     )
+
+
+def _qualified_name(cls: type) -> str:
+    """``module.Class``: a timm ``ResNet`` and torchvision's ``ResNet`` are different classes."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def blocks(model: nn.Module) -> list[nn.Module]:
@@ -110,12 +123,12 @@ def check_k(model: nn.Module, k: int) -> int:
     """Return ``k`` if ``1 <= k <= block_count(model)``.
 
     Raises:
-        ValueError: naming the model's block count when ``k`` is out of range.
+        BlockCountError: naming the model's block count when ``k`` is out of range.
     """
     count = block_count(model)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= count:
         name = type(backbone_of(model)).__name__
-        raise ValueError(
+        raise BlockCountError(
             f"k={k!r} is out of range: {name} has {count} blocks (the classifier is the last, "
             f"the stem is never trained); choose 1 <= k <= {count}"
         )

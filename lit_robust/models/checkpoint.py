@@ -228,8 +228,9 @@ def _mismatch_message(
         lines.append(f"{len(mismatched)} shape mismatch(es): {shapes}")
     if head_name and any(k.startswith(f"{head_name}.") for k in mismatched):
         lines.append(
-            "the classifier head differs (another number of classes?): pass skip_head=True to "
-            "keep the network's own head, or set num_classes to match the checkpoint"
+            "the classifier head differs (another number of classes?): set reset_head: true "
+            "(--model.init_args.reset_head true; skip_head=True in load_weights) to start from "
+            "a new head, or set num_classes to match the checkpoint"
         )
     return "\n".join(lines)
 

@@ -87,7 +87,14 @@ def test_failed_download_raises_not_found_with_the_cause(tmp_path, monkeypatch):
     with pytest.raises(DatasetNotFoundError, match="network unreachable") as caught:
         dm.prepare_data()
     assert isinstance(caught.value.__cause__, RuntimeError)
-    assert "CIFAR-10 not found" in str(caught.value)
+    message = str(caught.value)
+    assert "CIFAR-10 not found" in message
+    # after a failed download, the advice is not "pass download=True" again
+    assert "Or pass download=True" not in message
+    assert message.endswith(
+        f"Downloading into {tmp_path} failed: RuntimeError('network unreachable'). Check the "
+        "network connection and the free space and run again with download=True, or get the "
+        "files from the dataset's official site and unpack them as above.")
 
 
 def test_download_skipped_when_files_exist(tmp_path, monkeypatch):

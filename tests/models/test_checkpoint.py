@@ -191,8 +191,11 @@ def test_other_number_of_classes_needs_skip_head(tmp_path: Path) -> None:
     source = _trained_like(8, num_classes=10)
     path = _save(source.state_dict(), tmp_path / "ten.pt")
     target = TinyCNN(100, width=4)
-    with pytest.raises(CheckpointMismatchError, match="skip_head=True"):
+    with pytest.raises(CheckpointMismatchError) as error:
         load_weights(target, path)
+    # the advice names the setting a CLI user has (reset_head), not only the Python argument
+    assert ("set reset_head: true (--model.init_args.reset_head true; skip_head=True in "
+            "load_weights) to start from a new head") in str(error.value)
     head = target.linear.weight.clone()
     load_weights(target, path, skip_head=True)
     torch.testing.assert_close(target.linear.weight, head)
