@@ -64,7 +64,9 @@ class RobustClassifier(LightningModule):
         momentum: SGD momentum.
         nesterov: Nesterov momentum.
         weight_decay: weight decay.
-        schedule: ``constant``, ``multistep`` or ``cosine``, in epochs, applied per step.
+        schedule: ``constant``, ``multistep``, ``cosine`` or ``linear`` (decay to 0 after
+            the warm-up: the cyclic schedule of fast adversarial training), in epochs,
+            applied per step.
         milestones: epochs of the multistep decays (default 50% and 75% of training).
         gamma: multistep decay factor.
         warmup_epochs: linear learning-rate warm-up length in epochs.
@@ -316,9 +318,11 @@ class RobustClassifier(LightningModule):
                        "train/total_params": float(total)}, on_step=False, on_epoch=True)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Remember which training state the restored weights are from (for the report)."""
-        self.restored_from = {"epoch": checkpoint.get("epoch"),
-                              "step": checkpoint.get("global_step")}
+        """Remember which training state the restored weights are from (for the report): the
+        checkpoint's, or the earlier one a callback put back (``weights_from``, e.g.
+        :class:`~lit_robust.callbacks.CatastrophicOverfittingGuard`)."""
+        self.restored_from = checkpoint.get("weights_from") or {
+            "epoch": checkpoint.get("epoch"), "step": checkpoint.get("global_step")}
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Log the learning rate of this optimizer step (the schedule is applied per step)."""

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 
 OptimizerName = Literal["sgd", "lars", "adamw", "adam"]
-ScheduleName = Literal["constant", "multistep", "cosine"]
+ScheduleName = Literal["constant", "multistep", "cosine", "linear"]
 
 
 def build_optimizer(
@@ -139,15 +139,18 @@ def schedule_factor(
     """Return ``epoch -> lr multiplier`` for the given schedule.
 
     Args:
-        schedule: ``"constant"``, ``"multistep"`` (×``gamma`` at each milestone epoch) or
-            ``"cosine"`` (to 0 at ``max_epochs``).
+        schedule: ``"constant"``, ``"multistep"`` (×``gamma`` at each milestone epoch),
+            ``"cosine"`` (to 0 at ``max_epochs``) or ``"linear"`` (from 1 at the end of the
+            warm-up straight down to 0 at ``max_epochs``: with ``warmup_epochs`` half of
+            training, the cyclic schedule of fast adversarial training, Wong et al. 2020).
         max_epochs: training length in epochs (cosine horizon; default milestones).
         milestones: epochs of the multistep decays; ``None`` uses 50% and 75% of training.
         gamma: multistep decay factor.
         warmup_epochs: linear warm-up from 0 over this many epochs.
     """
-    if schedule not in ("constant", "multistep", "cosine"):
-        raise ValueError(f"unknown schedule {schedule!r}; use constant, multistep or cosine")
+    if schedule not in ("constant", "multistep", "cosine", "linear"):
+        raise ValueError(
+            f"unknown schedule {schedule!r}; use constant, multistep, cosine or linear")
     if milestones is None:
         milestones = [0.5 * max_epochs, 0.75 * max_epochs]
     if list(milestones) != sorted(milestones):
@@ -161,6 +164,9 @@ def schedule_factor(
         if schedule == "cosine":
             progress = min(max(epoch / max(max_epochs, 1e-8), 0.0), 1.0)
             return 0.5 * (1 + math.cos(math.pi * progress))
+        if schedule == "linear":
+            remaining = (max_epochs - epoch) / max(max_epochs - warmup_epochs, 1e-8)
+            return min(max(remaining, 0.0), 1.0)
         return 1.0
 
     return factor
