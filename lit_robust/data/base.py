@@ -54,6 +54,18 @@ class DataSettingError(ValueError):
     before any training); the message says what to change."""
 
 
+def loader_generator() -> torch.Generator:
+    """The generator a DataLoader of this module draws its per-epoch base seed from.
+
+    Without one, every ``iter(loader)`` (each epoch) draws from the global generator. An
+    uninterrupted run does that after saving its end-of-epoch checkpoint, a run resumed from
+    that checkpoint before restoring the saved global state, so the two would go on with
+    different random attack starts. The order and augmentation do not use this seed (see
+    :mod:`lit_robust.data.sampling`).
+    """
+    return torch.Generator().manual_seed(0)
+
+
 def concatenate_splits(first: ImageSplit, second: ImageSplit) -> ImageSplit:
     """The images of ``first`` followed by those of ``second`` (both files or both decoded)."""
     labels = torch.cat([first.labels, second.labels])
@@ -488,6 +500,7 @@ class RobustDataModule(LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
+            generator=loader_generator(),
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -522,7 +535,7 @@ class RobustDataModule(LightningDataModule):
             self._resume_at = None
         if isinstance(self.train_dataset, DeviceImageCache):
             return DataLoader(self.train_dataset, batch_size=self.batch_size, sampler=sampler,
-                              collate_fn=identity_collate)
+                              collate_fn=identity_collate, generator=loader_generator())
         return self._loader(self.train_dataset, self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader | list:
