@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
-COVERED = ("twins", "rift")  # folders whose every config must match the table
+COVERED = ("twins", "rift", "autolora", "roli")  # folders whose every config must match the table
 
 LINF_8 = {"eps": 8 / 255, "step_size": 2 / 255, "steps": 10, "norm": "linf"}
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -74,6 +74,54 @@ SETTINGS: list[tuple[str, str, Any]] = [
     ("rift/*.yaml", f"{M}.evaluators[PGDEvaluator].init_args", {**LINF_8, "restarts": 3}),
     ("rift/*.yaml", f"{M}.evaluators[CorruptionRobustness].class_path",
      "lit_robust.evaluation.CorruptionRobustness"),
+    # AutoLoRa (Xu et al., ICLR 2024; official high-resolution code): r_nat 8, LoRA scale 1/8,
+    # lambda2 = 6 x accuracy, automatic lr from 0.01 (window 4, rho 0.75, halving, stop below
+    # 1e-5), SGD momentum 0.9, wd 1e-4, batch 128, 60 epochs, PGD-10 L-inf 8/255 step 2/255,
+    # 5% of the training split held out; the TWINS protocol's sources and normalization.
+    ("autolora/*.yaml", "model.class_path", "lit_robust.methods.AutoLoRa"),
+    ("autolora/*.yaml", f"{M}.rank", 8),
+    ("autolora/*.yaml", f"{M}.lora_alpha", 1.0),
+    ("autolora/*.yaml", f"{M}.kl_scale", 6.0),
+    ("autolora/*.yaml", f"{M}.auto_lr", True),
+    ("autolora/*.yaml", f"{M}.lr", 0.01),
+    ("autolora/*.yaml", f"{M}.lr_window", 4),
+    ("autolora/*.yaml", f"{M}.lr_rho", 0.75),
+    ("autolora/*.yaml", f"{M}.lr_divisor", 2.0),
+    ("autolora/*.yaml", f"{M}.min_lr", 1e-5),
+    ("autolora/*.yaml", f"{M}.momentum", 0.9),
+    ("autolora/*.yaml", f"{M}.weight_decay", 1e-4),
+    ("autolora/*.yaml", f"{M}.attack.init_args", {**LINF_8, "loss": "ce"}),
+    ("autolora/*.yaml", f"{M}.evaluators[PGDEvaluator].init_args", {**LINF_8, "restarts": 1}),
+    ("autolora/*.yaml", "data.init_args.batch_size", 128),
+    ("autolora/*.yaml", "data.init_args.val_size", 0.05),
+    ("autolora/*.yaml", "trainer.max_epochs", 60),
+    ("autolora/cifar*.yaml", f"{M}.mean", IMAGENET[0]),
+    ("autolora/caltech256.yaml", f"{M}.std", IMAGENET[1]),
+    ("autolora/gtsrb_from_cifar10.yaml", f"{M}.mean", [0.0, 0.0, 0.0]),
+    # RoLI (Hua et al., CVPR 2024; official configs/linear/*_ranli.yaml and
+    # configs/finetune/*_roli.yaml): PGD-7 L-inf 8/255 step 2/255 training, PGD-10
+    # validation, batch 64, cosine with 10 warm-up epochs; stage 1 SGD, stage 2 AdamW 1e-4.
+    ("roli/*.yaml", "model.class_path", "lit_robust.methods.RoLI"),
+    ("roli/*.yaml", f"{M}.attack.init_args", {**LINF_8, "steps": 7, "loss": "ce"}),
+    ("roli/*.yaml", f"{M}.val_attack.init_args", {**LINF_8, "loss": "ce"}),
+    ("roli/*.yaml", "data.init_args.batch_size", 64),
+    ("roli/*.yaml", f"{M}.schedule", "cosine"),
+    ("roli/*.yaml", f"{M}.warmup_epochs", 10),
+    ("roli/*_probe.yaml", f"{M}.stage", "probe"),
+    ("roli/*_probe.yaml", f"{M}.optimizer", "sgd"),
+    ("roli/*_probe.yaml", f"{M}.momentum", 0.9),
+    ("roli/*_finetune.yaml", f"{M}.stage", "finetune"),
+    ("roli/*_finetune.yaml", f"{M}.optimizer", "adamw"),
+    ("roli/*_finetune.yaml", f"{M}.lr", 1e-4),
+    ("roli/cifar10_probe.yaml", f"{M}.lr", 0.05),
+    ("roli/cifar10_*.yaml", f"{M}.weight_decay", 0.01),
+    ("roli/cifar100_probe.yaml", f"{M}.lr", 0.1),
+    ("roli/cifar100_*.yaml", f"{M}.weight_decay", 0.001),
+    ("roli/caltech256_probe.yaml", f"{M}.lr", 0.5),
+    ("roli/caltech256_probe.yaml", f"{M}.weight_decay", 0.01),
+    ("roli/caltech256_finetune.yaml", f"{M}.weight_decay", 1e-4),
+    ("roli/caltech256_*.yaml", "trainer.max_epochs", 40),
+    ("roli/cifar*.yaml", "trainer.max_epochs", 20),
 ]
 
 
