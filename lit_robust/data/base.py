@@ -124,6 +124,9 @@ class RobustDataModule(LightningDataModule):
             ``Resize(s·256/224)`` + ``CenterCrop(s)``), or ``"auto"``: the dataset's default
             at its default size and ``"resize"`` at another size.
         crop_padding: reflect padding of the training random crop (``"none"``/``"resize"``).
+        rotation: after crop and flip, rotate training images by a random angle of up to
+            ± this many degrees (CARTL's official CIFAR loaders: 15); 0 (default) does not
+            rotate. Not with ``device_cache``.
         augment: augment training images (random crop or random resized crop, and a
             horizontal flip where the dataset allows it); otherwise they are prepared like
             evaluation images.
@@ -166,6 +169,7 @@ class RobustDataModule(LightningDataModule):
         image_size: int | None = None,
         resize: Literal["auto", "none", "resize", "resize_center_crop"] = "auto",
         crop_padding: int = 4,
+        rotation: float = 0.0,
         augment: bool = True,
         cache_in_memory: bool = True,
         pin_memory: bool = True,
@@ -185,6 +189,11 @@ class RobustDataModule(LightningDataModule):
             raise ValueError(f"split_seed must be >= 0, got {split_seed}")
         if crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
+        if rotation < 0:
+            raise ValueError(f"rotation must be >= 0 degrees, got {rotation}")
+        if device_cache and rotation > 0:
+            raise ValueError("device_cache=True crops and flips on the device but does not "
+                             "rotate; pass rotation=0 or device_cache=False")
         if isinstance(val_size, bool) or not (
             val_size == "official"
             or (isinstance(val_size, int) and val_size >= 0)
@@ -245,6 +254,7 @@ class RobustDataModule(LightningDataModule):
                 "pass resize='resize' or device_cache=False"
             )
         self.crop_padding = crop_padding
+        self.rotation = rotation
         self.augment = augment
         self.cache_in_memory = cache_in_memory
         self.pin_memory = pin_memory
@@ -391,7 +401,8 @@ class RobustDataModule(LightningDataModule):
                 if self.augment:
                     prepare = train_prepare
                     transform = training_augmentation(self.resize, self.image_size,
-                                                      self.crop_padding, self.horizontal_flip)
+                                                      self.crop_padding, self.horizontal_flip,
+                                                      self.rotation)
                 else:
                     prepare, transform = eval_prepare, to_float
                 self.train_dataset = ImageDataset(self._full_train.subset(self.train_indices),

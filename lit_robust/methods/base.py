@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data.distributed import DistributedSampler
 from torchmetrics import MeanMetric, MetricCollection
@@ -28,7 +28,7 @@ from lit_robust.evaluation import CleanAccuracy, Evaluator, PGDEvaluator, finish
 from lit_robust.evaluation.base import enable_progress, set_dataset_size
 from lit_robust.methods.eps_schedule import check_schedule, epsilon_scale, scaled_budget
 from lit_robust.methods.optim import OptimizerName, ScheduleName, build_optimizer, schedule_factor
-from lit_robust.models.checkpoint import load_weights
+from lit_robust.models.checkpoint import load_weights, read_normalization
 from lit_robust.models.modes import eval_mode
 from lit_robust.models.normalize import NormalizedClassifier
 from lit_robust.models.peft import ParameterSelection, trainable_parameter_count
@@ -41,6 +41,12 @@ Batch = tuple[Tensor, Tensor]
 class RobustClassifier(LightningModule):
     """Base LightningModule: a classifier ``Normalize ∘ backbone`` trained on [0, 1] images.
 
+    Attributes:
+        keeps_source_layers: whether the method keeps layers of ``pretrained`` as they are
+            (frozen blocks or reused BatchNorm statistics), which only compute what they were
+            trained to compute on inputs normalized as during pre-training. ``False`` here;
+            the transfer methods that freeze or reuse set it.
+
     Args:
         backbone: a name from :func:`lit_robust.models.zoo.available_backbones`
             (e.g. ``resnet18``, ``wrn_34_10``, ``tv_resnet50``, ``timm/<name>``).
@@ -51,13 +57,21 @@ class RobustClassifier(LightningModule):
             normalization.
         std: per-channel std of the model's Normalize; ``None`` takes the DataModule's.
         pretrained: path of a checkpoint to start from (plain state dict, Lightning
-            checkpoint, or the robust-models-transfer / MadryLab format).
+            checkpoint, or the robust-models-transfer / MadryLab format). When it carries the
+            normalization it was trained with (lit_robust, robustness and RobustBench
+            checkpoints do), a method that keeps source layers (frozen blocks, reused
+            BatchNorm statistics: :attr:`keeps_source_layers`) adopts it when ``mean`` /
+            ``std`` are unset and refuses a different one; any other method warns when it
+            normalizes differently from its source.
         reset_head: load everything but the classifier from ``pretrained`` and start from a
             new head sized for ``num_classes`` (transfer to another task).
         peft: which parameters train (:mod:`lit_robust.models.peft`: ``LoRA``, ``Adapters``,
             ``BiasOnly``), applied after loading and :meth:`transform_model`; ``None`` trains
             every parameter. The numbers of trainable and of all parameters are logged as
             ``train/trainable_params`` and ``train/total_params``.
+        allow_normalization_change: let a method that keeps source layers normalize with
+            ``mean`` / ``std`` other than those ``pretrained`` carries (a warning instead of
+            an error), for experiments that do so on purpose.
         optimizer: ``sgd``, ``lars`` (large batches, :class:`~lit_robust.methods.optim.LARS`),
             ``adamw`` or ``adam``.
         lr: base learning rate.
@@ -92,6 +106,8 @@ class RobustClassifier(LightningModule):
             logger's directory.
     """
 
+    keeps_source_layers: bool = False
+
     def __init__(
         self,
         backbone: str = "resnet18",
@@ -102,6 +118,7 @@ class RobustClassifier(LightningModule):
         pretrained: str | None = None,
         reset_head: bool = False,
         peft: ParameterSelection | None = None,
+        allow_normalization_change: bool = False,
         optimizer: OptimizerName = "sgd",
         lr: float = 0.1,
         momentum: float = 0.9,
@@ -182,11 +199,20 @@ class RobustClassifier(LightningModule):
         if self.model is not None:
             return
         num_classes = int(self._resolve("num_classes"))
+        load = self.hparams.pretrained is not None and self._load_pretrained()
+        source = read_normalization(self.hparams.pretrained) if load else None
+        if source is not None and self.hparams.get("mean") is None and self.keeps_source_layers:
+            self.hparams["mean"], self.hparams["std"] = source
+            rank_zero_info(f"{type(self).__name__} keeps layers of {self.hparams.pretrained}: "
+                           f"it normalizes as that checkpoint does, mean={source[0]}, "
+                           f"std={source[1]}")
         mean, std = self._resolve("mean"), self._resolve("std")
+        if source is not None:
+            self._check_source_normalization(source, mean, std)
         net = build_backbone(
             self.hparams.backbone, num_classes=num_classes, **(self.hparams.backbone_kwargs or {})
         )
-        if self.hparams.pretrained is not None and self._load_pretrained():
+        if load:
             load_weights(net, self.hparams.pretrained, skip_head=self.hparams.reset_head)
         model = self.transform_model(NormalizedClassifier(net, mean=mean, std=std))
         if self.peft is not None:
@@ -197,6 +223,30 @@ class RobustClassifier(LightningModule):
             model.compile(backend=self.compile_backend)
         self.model = model
         self._build_metrics(num_classes)
+
+    def _check_source_normalization(
+        self, source: tuple[list[float], list[float]], mean: list[float], std: list[float]
+    ) -> None:
+        """Refuse (or warn about) a normalization other than the one ``pretrained`` carries.
+
+        Raises:
+            ValueError: when the method keeps source layers, the two differ and
+                ``allow_normalization_change`` is off.
+        """
+        if _same_statistics(source, (mean, std)):
+            return
+        message = (
+            f"{type(self).__name__} would normalize with mean={mean}, std={std}, but "
+            f"{self.hparams.pretrained} was trained with mean={source[0]}, std={source[1]}"
+        )
+        if self.keeps_source_layers and not self.hparams.allow_normalization_change:
+            raise ValueError(
+                f"{message}, and the layers it keeps from that checkpoint only compute what they "
+                "learned on inputs normalized as then; set model.mean / model.std to the "
+                "source's (or leave both unset to adopt them), or model."
+                "allow_normalization_change: true to mix them on purpose"
+            )
+        rank_zero_warn(f"{message} (it fine-tunes those layers, so they can adapt)")
 
     def _load_pretrained(self) -> bool:
         """Whether to load ``pretrained``: not when a checkpoint of this run replaces it anyway.
@@ -397,6 +447,23 @@ class RobustClassifier(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.test_results = finish_evaluation(self, list(self.evaluators))
+
+
+def _same_statistics(
+    first: tuple[Sequence[float], Sequence[float]], second: tuple[Sequence[float], Sequence[float]]
+) -> bool:
+    """Whether two ``(mean, std)`` pairs are the same normalization (one value stands for
+    every channel)."""
+    width = max(len(first[0]), len(second[0]))
+
+    def expand(pair: tuple[Sequence[float], Sequence[float]]) -> Tensor:
+        mean, std = ([float(v) for v in values] for values in pair)
+        if len(mean) == 1:
+            mean, std = mean * width, std * width
+        return torch.tensor([mean, std], dtype=torch.float64)
+
+    a, b = expand(first), expand(second)
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6))
 
 
 def check_finite_loss(loss: Tensor, epoch: int, step: int, batch_idx: int) -> None:

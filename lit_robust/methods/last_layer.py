@@ -39,6 +39,8 @@ class LastLayerFineTuning(StandardTraining):
         ValueError: for another ``bn_statistics``.
     """
 
+    keeps_source_layers = True
+
     def __init__(self, bn_statistics: BNStatistics = "target", **kwargs: Any) -> None:
         if bn_statistics not in ("target", "source"):
             raise ValueError(

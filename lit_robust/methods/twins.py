@@ -87,6 +87,8 @@ class TWINS(RobustClassifier):
         **kwargs: the other arguments of :class:`~lit_robust.methods.base.RobustClassifier`.
     """
 
+    keeps_source_layers = True
+
     def __init__(
         self,
         variant: TwinsVariant = "at",

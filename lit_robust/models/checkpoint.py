@@ -110,14 +110,19 @@ def load_state_dict_file(
             objects that ``weights_only`` loading refuses.
     """
     path = os.fspath(path)
+    return _backbone_state(_load_object(path, map_location), path)
+
+
+def _load_object(path: str, map_location: Any = "cpu") -> Any:
+    """What a checkpoint file holds (``torch.load(..., weights_only=True)`` or safetensors)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
-        return _backbone_state(load_file(path, device=str(map_location)), path)
+        return load_file(path, device=str(map_location))
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError) as error:
         raise read_error(path, error) from error
     except pickle.UnpicklingError as error:
@@ -128,7 +133,48 @@ def load_state_dict_file(
             f"save the weights as a state dict (or allow the classes named below with "
             f"torch.serialization.add_safe_globals if you trust the file). {error}"
         ) from error
-    return _backbone_state(obj, path)
+
+
+# (mean key, std key) suffixes of the normalization a checkpoint carries: lit_robust's
+# Normalize, the robustness library's InputNormalize, RobustBench's mu / sigma buffers.
+_NORMALIZATION_KEYS = (("normalize.mean", "normalize.std"),
+                       ("normalizer.new_mean", "normalizer.new_std"),
+                       ("mu", "sigma"))
+
+
+def read_normalization(
+    path: str | os.PathLike[str],
+) -> tuple[list[float], list[float]] | None:
+    """The input normalization a checkpoint was trained with, if it carries one.
+
+    lit_robust checkpoints (Lightning or plain ``NormalizedClassifier`` state dicts), the
+    robustness / robust-models-transfer format (``normalizer.new_mean``) and RobustBench's
+    ``mu`` / ``sigma`` buffers store it; plain backbone state dicts (e.g. the official code of
+    TWINS, CARTL and RiFT, which normalize in the data loader) do not, and give ``None``.
+
+    Returns:
+        ``(mean, std)`` as per-channel lists, or ``None``.
+
+    Raises:
+        The errors of :func:`load_state_dict_file` for a missing or unreadable file.
+    """
+    path = os.fspath(path)
+    obj = _load_object(path)
+    if _is_state_dict(obj):
+        state = obj
+    elif isinstance(obj, Mapping):
+        state = next((obj[k] for k in _WRAPPER_KEYS if _is_state_dict(obj.get(k))), {})
+    else:
+        return None
+    for mean_suffix, std_suffix in _NORMALIZATION_KEYS:
+        means = [k for k in state if k == mean_suffix or k.endswith(f".{mean_suffix}")]
+        for mean_key in means:
+            if "attacker." in mean_key:
+                continue
+            std_key = mean_key[: len(mean_key) - len(mean_suffix)] + std_suffix
+            if std_key in state:
+                return (state[mean_key].flatten().tolist(), state[std_key].flatten().tolist())
+    return None
 
 
 def load_weights(

@@ -23,7 +23,7 @@ from lit_robust.evaluation import CleanAccuracy, PGDEvaluator
 from lit_robust.main import cli
 from lit_robust.methods import StandardTraining
 from lit_robust.methods.cartl import CARTLSource, LwFTransfer, NEFTTransfer, VanillaTransfer
-from lit_robust.models.blocks import averages_branches, blocks
+from lit_robust.models.blocks import averages_branches, blocks, forward_from, forward_until
 from lit_robust.models.spectral import fold_spectral_scaling
 from tests.conf.tiny_overrides import write_tiny_overrides
 
@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs" / "experiments" / "cartl"
 ONE_STEP = {"eps": 8 / 255, "step_size": 8 / 255, "steps": 1}
 TINY = {"backbone": "tiny_cnn", "num_classes": 5, "mean": [0.5] * 3, "std": [0.25] * 3}
+RANDOM = {**TINY, "allow_random_source": True}  # transfer methods without a source checkpoint
 
 
 class RandomImages(LightningDataModule):
@@ -98,7 +99,7 @@ def test_cartl_source_loss_is_adversarial_ce_plus_lambda_times_the_feature_dista
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log")
 def test_lwf_loss_is_ce_plus_lambda_times_the_l1_distance_to_the_source_features() -> None:
-    method = _built(LwFTransfer, k=2, lam=0.3)
+    method = _built(LwFTransfer, k=2, lam=0.3, allow_random_source=True)
     source = copy.deepcopy(method.model).eval()
     with torch.no_grad():
         method.model.net.layer4.conv.weight.add_(0.1 * torch.randn_like(
@@ -116,6 +117,47 @@ def test_lwf_loss_is_ce_plus_lambda_times_the_l1_distance_to_the_source_features
     assert not any(p.requires_grad for p in method.source_model.parameters())
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log")
+def test_fdm_gradient_reaches_the_clean_branch_only_through_the_distance() -> None:
+    """CARTL's source loss (official ``robust_plus_singular_regularization_trainer.py``):
+    cross-entropy on the adversarial logits only, and the distance pulls both features
+    (neither is detached). So the gradient with respect to the clean input is exactly that of
+    λ·distance; detaching r(x) (gradient 0) or adding a clean cross-entropy would change it."""
+    method = _built(CARTLSource, k=2, lam=0.5)
+    x = torch.rand(6, 3, 16, 16, requires_grad=True)
+    x_adv = (x.detach() + 0.03 * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
+    y = torch.randint(0, 5, (6,))
+    loss, _ = method.training_loss(x, x_adv, y)
+    grad_clean, grad_adv = torch.autograd.grad(loss, (x, x_adv))
+
+    index = method.feature_block
+    features_adv = forward_until(method.model, x_adv, index)
+    features_clean = forward_until(method.model, x, index)
+    distance = (features_adv - features_clean).flatten(1).norm(dim=1).sum() / (
+        features_adv[0].numel() ** 0.5)
+    ce = F.cross_entropy(forward_from(method.model, features_adv, index), y)
+    (expected_clean,) = torch.autograd.grad(0.5 * distance, x, retain_graph=True)
+    (expected_adv,) = torch.autograd.grad(ce + 0.5 * distance, x_adv)
+    assert grad_clean.abs().sum() > 0
+    torch.testing.assert_close(grad_clean, expected_clean)
+    torch.testing.assert_close(grad_adv, expected_adv)
+
+
+@pytest.mark.parametrize("betas", [(0.5, 0.25), (1.0, 0.4)])
+def test_neft_beta_scales_the_logits_of_a_scaled_classifier(betas: tuple[float, float]) -> None:
+    """With k = 1 only the classifier is scaled, W* = β·W/σ(W): the logits less the bias are
+    linear in β (same weights, same power-iteration vectors)."""
+    outputs = []
+    x = torch.rand(4, 3, 16, 16)
+    for beta in betas:
+        torch.manual_seed(0)
+        method = _built(NEFTTransfer, k=1, beta=beta, allow_random_source=True)
+        with torch.no_grad():
+            head = method.model.net.linear
+            outputs.append(method.model.eval()(x) - head.bias)
+    torch.testing.assert_close(outputs[1], outputs[0] * (betas[1] / betas[0]))
+
+
 # ---------------------------------------------------------------------------- freezing
 @pytest.mark.parametrize(("reuse", "freeze_affine", "adversarial"), [
     (True, False, False), (False, False, False), (True, True, False), (True, False, True),
@@ -123,7 +165,7 @@ def test_lwf_loss_is_ce_plus_lambda_times_the_l1_distance_to_the_source_features
 def test_last_k_training_moves_only_what_it_should(
     reuse: bool, freeze_affine: bool, adversarial: bool, tmp_path: Path
 ) -> None:
-    method = VanillaTransfer(**TINY, k=2, lr=0.5, reuse_source_statistics=reuse,
+    method = VanillaTransfer(**RANDOM, k=2, lr=0.5, reuse_source_statistics=reuse,
                              freeze_bn_affine=freeze_affine, adversarial=adversarial,
                              attack=PGDAttack(**ONE_STEP), attack_in_eval_mode=False)
     method.configure_model()
@@ -154,7 +196,8 @@ def test_lwf_trains_only_the_head_during_the_warm_up(tmp_path: Path) -> None:
             if trainer.current_epoch == 0:
                 self.state = _state(pl_module.model.net)
 
-    method = LwFTransfer(**TINY, k=3, lr=0.5, lam=0.1, head_only_epochs=1)
+    method = LwFTransfer(**RANDOM, k=3, lr=0.5, lam=0.1, head_only_epochs=1,
+                         reuse_source_statistics=True)
     method.configure_model()
     before = _state(method.model.net)
     snapshot = AfterFirstEpoch()
@@ -172,6 +215,59 @@ def test_lwf_trains_only_the_head_during_the_warm_up(tmp_path: Path) -> None:
     assert changed(before, after) & {"layer2.conv.weight", "layer2.bn.running_mean"} == set()
 
 
+def test_lwf_is_end_to_end_after_the_warm_up_stem_included(tmp_path: Path) -> None:
+    """The paper's LwF (Shafahi et al.; CARTL's ``lwf_tl_trainer.py``): the head alone for the
+    warm-up, then every parameter; BatchNorms in train mode throughout. A last-k LwF (the
+    plant: ``k=2``) leaves the stem and the early blocks untouched and fails here."""
+
+    class AfterFirstEpoch(Callback):
+        def on_train_epoch_end(self, trainer: Trainer, pl_module: LwFTransfer) -> None:
+            if trainer.current_epoch == 0:
+                self.state = _state(pl_module.model.net)
+
+    method = LwFTransfer(**RANDOM, lr=0.5, lam=0.1, head_only_epochs=1)
+    method.configure_model()
+    parameters = {name for name, _ in method.model.net.named_parameters()}
+    before = _state(method.model.net)
+    snapshot = AfterFirstEpoch()
+    _trainer(tmp_path, [snapshot], max_steps=-1, max_epochs=2).fit(method, RandomImages())
+    after = _state(method.model.net)
+    warm_up = {k for k in parameters if not torch.equal(before[k], snapshot.state[k])}
+    assert warm_up == {"linear.weight", "linear.bias"}
+    assert {k for k in parameters if torch.equal(snapshot.state[k], after[k])} == set()
+    assert not torch.equal(before["layer1.bn.running_mean"], snapshot.state[
+        "layer1.bn.running_mean"])  # statistics re-estimated on the target from the start
+    assert {"layer1.conv.weight", "layer1.bn.weight"} <= {  # the first layer trains too
+        k for k in parameters if not torch.equal(before[k], after[k])}
+
+
+@pytest.mark.parametrize(("method_class", "affine_frozen", "extractor_eval"), [
+    (NEFTTransfer, True, False),  # scripts/pwrn34_neft_sn_norm.sh: --freeze-bn
+    (VanillaTransfer, True, True),  # scripts/tl_from_at.sh: --freeze-bn --reuse-teacher-statistic
+    (LwFTransfer, False, False),  # lwf_tl_trainer.py: model.train(), all parameters
+])
+def test_batchnorm_defaults_are_the_official_scripts(
+    method_class: type, affine_frozen: bool, extractor_eval: bool
+) -> None:
+    method = method_class(**RANDOM, k=2)
+    method.configure_model()
+    bns = [m for m in method.model.modules() if isinstance(m, nn.BatchNorm2d)]
+    tuned_bn = method.model.net.layer4.bn
+    assert tuned_bn.weight.requires_grad is not affine_frozen
+    assert not any(bn.weight.requires_grad for bn in bns if bn is not tuned_bn)
+    method.train()
+    method.on_train_batch_start(None, 0)
+    assert [bn.training for bn in bns[:3]] == [not extractor_eval] * 3
+    assert tuned_bn.training
+
+
+def test_a_transfer_without_its_source_is_refused() -> None:
+    for method_class in (NEFTTransfer, VanillaTransfer, LwFTransfer):
+        with pytest.raises(ValueError, match="no source checkpoint was given.*allow_random"):
+            method_class(**TINY)
+        method_class(**RANDOM)  # the explicit opt-in
+
+
 # ---------------------------------------------------------------------------- NEFT
 def test_neft_runs_one_power_iteration_per_training_step(tmp_path: Path, monkeypatch) -> None:
     calls: list[int] = []
@@ -182,7 +278,7 @@ def test_neft_runs_one_power_iteration_per_training_step(tmp_path: Path, monkeyp
         return step(model)
 
     monkeypatch.setattr(neft_module, "power_iteration_step", counting_step)
-    method = NEFTTransfer(**TINY, k=2, beta=0.5, lr=0.1)
+    method = NEFTTransfer(**RANDOM, k=2, beta=0.5, lr=0.1)
     method.configure_model()
     scaling = method.model.net.linear.parametrizations.weight[0]
     u = scaling.u.clone()
@@ -264,7 +360,7 @@ def test_neft_checkpoint_restores_the_trained_model_and_hands_off_plain_weights(
 # ---------------------------------------------------------------------------- errors, defaults
 def test_bad_arguments_fail_early() -> None:
     with pytest.raises(ValueError, match="k must be a positive"):
-        VanillaTransfer(k=0)
+        VanillaTransfer(k=0, allow_random_source=True)
     with pytest.raises(ValueError, match=r"beta must be in \(0, 1\]"):
         NEFTTransfer(beta=0.0)
     with pytest.raises(ValueError, match="lam must be >= 0"):
@@ -274,26 +370,26 @@ def test_bad_arguments_fail_early() -> None:
     with pytest.raises(ValueError, match="head_only_epochs"):
         LwFTransfer(head_only_epochs=-1)
     with pytest.raises(ValueError, match=r"TinyCNN has 5 blocks.*1 <= k <= 5"):
-        NEFTTransfer(**TINY, k=6).configure_model()
+        NEFTTransfer(**RANDOM, k=6).configure_model()
     with pytest.raises(ValueError, match=r"TinyCNN has 5 blocks"):
         CARTLSource(**TINY, k=9).configure_model()
     vit = VanillaTransfer(backbone="timm/vit_tiny_patch16_224", num_classes=3, mean=[0.5] * 3,
-                          std=[0.5] * 3)
+                          std=[0.5] * 3, allow_random_source=True)
     with pytest.raises(TypeError, match="no block enumeration"):
         vit.configure_model()
 
 
 def test_paper_defaults() -> None:
     source = CARTLSource()
-    assert (source.k, source.lam, source.reduction) == (4, 0.01, "sum")
+    assert (source.k, source.lam, source.reduction) == (4, 0.005, "sum")  # Tables 3-4
     assert (source.attack.eps, source.attack.step_size, source.attack.steps) == (8 / 255, 2 / 255,
                                                                                  7)
     assert (source.hparams.lr, source.hparams.weight_decay) == (0.1, 5e-4)
-    lwf = LwFTransfer()
+    lwf = LwFTransfer(allow_random_source=True)
     assert (lwf.hparams.lr, lwf.hparams.weight_decay, lwf.hparams.schedule,
-            lwf.head_only_epochs, lwf.lam) == (0.001, 2e-4, "constant", 25, 0.1)
-    neft = _built(NEFTTransfer, k=3)
-    assert neft.beta == 0.4 and neft.reuse_source_statistics and not neft.freeze_bn_affine
+            lwf.head_only_epochs, lwf.lam, lwf.k) == (0.001, 2e-4, "constant", 25, 0.1, None)
+    neft = _built(NEFTTransfer, k=3, allow_random_source=True)
+    assert neft.beta == 0.4 and not neft.reuse_source_statistics and neft.freeze_bn_affine
     assert [averages_branches(b) for b in blocks(neft.model)] == [False] * 5  # no residuals
 
 

@@ -19,8 +19,8 @@ from lit_robust.models.normalize import NormalizedClassifier
 
 
 class LwFTransfer(LastKTransfer):
-    """Last-k fine-tuning with a feature-preservation penalty (Shafahi et al., "Adversarially
-    Robust Transfer Learning", ICLR 2020; a baseline of CARTL, ICML 2021).
+    """Fine-tuning with a feature-preservation penalty (Shafahi et al., "Adversarially Robust
+    Transfer Learning", ICLR 2020; a baseline of CARTL, ICML 2021).
 
     A frozen copy of the pre-trained network (taken after loading ``pretrained``, kept in
     eval mode, stored in the checkpoint as ``source_model``) gives the penultimate features
@@ -30,13 +30,21 @@ class LwFTransfer(LastKTransfer):
 
     (:func:`~lit_robust.losses.lwf_penalty`) on clean images. For the first
     ``head_only_epochs`` epochs only the classifier trains (its features, and so the
-    penalty, stay fixed); afterwards the last ``k`` blocks do. While the head trains alone,
-    the other fine-tuned blocks count as extractor for ``reuse_source_statistics``.
+    penalty, stay fixed); afterwards the whole network does, stem included (``k`` unset, the
+    paper and CARTL's official ``lwf_tl_trainer.py``), or only the last ``k`` blocks. The
+    BatchNorms are in train mode throughout by default, as the official code runs them.
 
     Args:
         lam: λ (0.1, 0.01, 0.005 or 0.001 in the paper's sweep).
-        head_only_epochs: epochs that train only the classifier (25 of the 52 of Shafahi
-            et al.'s 20,000 steps).
+        head_only_epochs: epochs that train only the classifier (the official code's
+            ``ep < 26`` of 52 epochs counted from 1: 25).
+        k: ``None`` (default) trains every parameter after the warm-up; a number trains only
+            the last ``k`` blocks (the stem and the earlier blocks stay frozen).
+        freeze_bn_affine: freeze the affine γ and β of every BatchNorm.
+        reuse_source_statistics: keep the BatchNorms that do not train in eval mode with the
+            source's statistics: during the warm-up all of them, afterwards those outside the
+            last ``k`` blocks (none when ``k`` is unset). Off by default: the official code
+            re-estimates them on the target.
         lr: SGD learning rate (0.001, constant).
         momentum: SGD momentum (0.9).
         weight_decay: weight decay (2e-4).
@@ -49,6 +57,9 @@ class LwFTransfer(LastKTransfer):
         self,
         lam: float = 0.1,
         head_only_epochs: int = 25,
+        k: int | None = None,
+        freeze_bn_affine: bool = False,
+        reuse_source_statistics: bool = False,
         lr: float = 0.001,
         momentum: float = 0.9,
         weight_decay: float = 2e-4,
@@ -60,8 +71,11 @@ class LwFTransfer(LastKTransfer):
             raise ValueError(f"lam must be >= 0, got {lam}")
         if head_only_epochs < 0:
             raise ValueError(f"head_only_epochs must be >= 0, got {head_only_epochs}")
-        super().__init__(lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
+        super().__init__(k=1 if k is None else k, freeze_bn_affine=freeze_bn_affine,
+                         reuse_source_statistics=reuse_source_statistics, lr=lr,
+                         momentum=momentum, weight_decay=weight_decay, schedule=schedule,
                          milestones=milestones, **kwargs)
+        self.k = k
         self.lam = lam
         self.head_only_epochs = head_only_epochs
         self.source_model: nn.Module | None = None
@@ -70,20 +84,32 @@ class LwFTransfer(LastKTransfer):
         self._body_bns: list[_BatchNorm] = []
 
     def transform_model(self, model: NormalizedClassifier) -> nn.Module:
-        """Keep a frozen copy of the loaded network, then freeze all but the last ``k`` blocks."""
+        """Keep a frozen copy of the loaded network, then choose what trains after the
+        warm-up: everything (``k`` unset) or the last ``k`` blocks."""
         source = copy.deepcopy(model).requires_grad_(False).eval()
-        model = super().transform_model(model)
+        head = blocks(model)[-1]  # also checks that the backbone has a block layout
+        if self.k is None:
+            model.requires_grad_(True)
+            if self.freeze_bn_affine:
+                for layer in model.modules():
+                    if isinstance(layer, _BatchNorm):
+                        layer.requires_grad_(False)
+            self._extractor_bns = []
+            head_modules = {id(m) for m in head.modules()}
+            self._body_bns = [m for m in model.modules()
+                              if isinstance(m, _BatchNorm) and id(m) not in head_modules]
+        else:
+            model = super().transform_model(model)
+            tuned_body = blocks(model)[-self.k:-1]
+            self._body_bns = [m for block in tuned_body for m in block.modules()
+                              if isinstance(m, _BatchNorm)]
         self.source_model = source
         self._tuned_parameters = [p for p in model.parameters() if p.requires_grad]
-        head = blocks(model)[-1]
         self._head_parameters = {id(p) for p in head.parameters()}
-        tuned_body = blocks(model)[-self.k:-1]
-        self._body_bns = [m for block in tuned_body for m in block.modules()
-                          if isinstance(m, _BatchNorm)]
         return model
 
     def param_groups(self) -> list[nn.Parameter]:
-        """Every parameter of the last ``k`` blocks, also those frozen during the warm-up."""
+        """Every parameter that trains after the warm-up, also those frozen during it."""
         return list(self._tuned_parameters)
 
     @property

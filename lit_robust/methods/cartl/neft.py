@@ -26,17 +26,26 @@ class NEFTTransfer(LastKTransfer):
     into plain weights with the same outputs, and a NEFT checkpoint given as ``pretrained``
     to any method loads folded (:func:`~lit_robust.models.checkpoint.load_weights`).
 
+    BatchNorm defaults are the official NEFT scripts' (``scripts/pwrn34_neft_sn_norm.sh``:
+    ``--freeze-bn`` without reusing statistics): every BatchNorm's affine parameters frozen,
+    every running statistic re-estimated on the target (all BatchNorms in train mode).
+
     Args:
         beta: β in (0, 1], the spectral norm of every scaled weight (the paper: 0.4 after an
             FDM source, 0.6 after plain adversarial training).
-        **kwargs: the arguments of :class:`LastKTransfer` (``k``, the BatchNorm options, the
-            optimization settings).
+        freeze_bn_affine: as :class:`LastKTransfer` (default on, as the official scripts).
+        reuse_source_statistics: as :class:`LastKTransfer` (default off, as the official
+            scripts).
+        **kwargs: the other arguments of :class:`LastKTransfer` (``k``, the optimization
+            settings).
     """
 
-    def __init__(self, beta: float = 0.4, **kwargs: Any) -> None:
+    def __init__(self, beta: float = 0.4, freeze_bn_affine: bool = True,
+                 reuse_source_statistics: bool = False, **kwargs: Any) -> None:
         if not 0.0 < beta <= 1.0:
             raise ValueError(f"beta must be in (0, 1], got {beta}")
-        super().__init__(**kwargs)
+        super().__init__(freeze_bn_affine=freeze_bn_affine,
+                         reuse_source_statistics=reuse_source_statistics, **kwargs)
         self.beta = beta
 
     def transform_model(self, model: NormalizedClassifier) -> nn.Module:

@@ -27,16 +27,24 @@ class LastKTransfer(RobustClassifier):
     classifier last); the stem and every block before the last ``k`` are frozen. Training is on
     clean images with cross-entropy.
 
+    The two BatchNorm options are the official code's ``--freeze-bn`` and
+    ``--reuse-teacher-statistic`` (``src/trainer/transfer_learning_trainer/bn_tl_trainer.py``);
+    each method's defaults are the official scripts' choice for it (the paper's Table 1 shows
+    they move robust accuracy by several points).
+
     Args:
         k: number of trailing blocks that train (1 = the classifier only); checked against the
             backbone's block count when the model is built.
-        freeze_bn_affine: also freeze the affine γ and β of the BatchNorms inside the last
-            ``k`` blocks.
+        freeze_bn_affine: freeze the affine γ and β of every BatchNorm, those inside the last
+            ``k`` blocks included (the extractor's are frozen anyway).
         reuse_source_statistics: keep the BatchNorms outside the last ``k`` blocks (the
             frozen extractor, stem included) in eval mode, so they normalize with the
             source's running statistics and never update them; ``False`` lets them
-            normalize with batch statistics and update their running statistics during
-            training, as plain ``model.train()`` does.
+            normalize with batch statistics and re-estimate their running statistics on the
+            target during training, as plain ``model.train()`` does.
+        allow_random_source: fine-tune on top of a randomly initialized network when
+            ``pretrained`` is unset (a "random features" baseline); otherwise a missing
+            source is an error, since the frozen blocks would be random.
         lr: SGD learning rate (0.1 in the CARTL code's transfer runs).
         momentum: SGD momentum (0.9).
         weight_decay: weight decay (5e-4).
@@ -46,11 +54,14 @@ class LastKTransfer(RobustClassifier):
         **kwargs: the other arguments of :class:`~lit_robust.methods.base.RobustClassifier`.
     """
 
+    keeps_source_layers = True
+
     def __init__(
         self,
         k: int = 4,
         freeze_bn_affine: bool = False,
         reuse_source_statistics: bool = True,
+        allow_random_source: bool = False,
         lr: float = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
@@ -61,6 +72,12 @@ class LastKTransfer(RobustClassifier):
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive number of blocks, got {k!r}")
+        if kwargs.get("pretrained") is None and not allow_random_source:
+            raise ValueError(
+                f"{type(self).__name__} keeps the source network's blocks but no source "
+                "checkpoint was given: set model.pretrained to it (model.allow_random_source: "
+                "true fine-tunes on top of a random network on purpose)"
+            )
         super().__init__(lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
                          milestones=milestones, gamma=gamma, **kwargs)
         self.k = k
@@ -91,6 +108,10 @@ class LastKTransfer(RobustClassifier):
 class VanillaTransfer(LastKTransfer):
     """Vanilla last-k fine-tuning, clean or adversarial: the baseline of CARTL (ICML 2021).
 
+    Defaults are the official "TL" baseline (``scripts/tl_from_at.sh``: ``--freeze-bn
+    --reuse-teacher-statistic``): every BatchNorm's affine parameters frozen, the extractor's
+    BatchNorms normalizing with the source's statistics.
+
     Args:
         adversarial: train on PGD examples of ``attack`` instead of clean images.
         attack: the training attack when ``adversarial`` (default PGD-10, L∞ 8/255, step
@@ -98,7 +119,10 @@ class VanillaTransfer(LastKTransfer):
         attack_in_eval_mode: generate the attack with every BatchNorm in eval mode; ``False``
             attacks in train mode (the frozen extractor's BatchNorms still stay in eval mode
             when ``reuse_source_statistics``).
-        **kwargs: the arguments of :class:`LastKTransfer`.
+        freeze_bn_affine: as :class:`LastKTransfer` (default on, as the official baseline).
+        reuse_source_statistics: as :class:`LastKTransfer` (default on, as the official
+            baseline).
+        **kwargs: the other arguments of :class:`LastKTransfer`.
     """
 
     def __init__(
@@ -106,9 +130,12 @@ class VanillaTransfer(LastKTransfer):
         adversarial: bool = False,
         attack: PGDAttack | None = None,
         attack_in_eval_mode: bool = True,
+        freeze_bn_affine: bool = True,
+        reuse_source_statistics: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(freeze_bn_affine=freeze_bn_affine,
+                         reuse_source_statistics=reuse_source_statistics, **kwargs)
         self.adversarial = adversarial
         self.attack = attack if attack is not None else PGDAttack()
         if self.val_attack is None:

@@ -102,6 +102,8 @@ class RiFT(RobustClassifier):
         **kwargs: the other arguments of :class:`~lit_robust.methods.base.RobustClassifier`.
     """
 
+    keeps_source_layers = True
+
     def __init__(
         self,
         finetune: FinetuneScope = "least_critical",
