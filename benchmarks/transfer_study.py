@@ -10,7 +10,10 @@ the Tiny-ImageNet subset with ``configs/experiments/transfer/self_contained/pret
 (``random`` is no pre-training), then fine-tuned on the GTSRB subset with
 ``finetune_<method>.yaml`` from the source's last checkpoint, and tested (SA, RA-WB, RA-BB,
 certified accuracy and ACR at σ = 0.5). The fine-tuning reports go through the comparison
-tool (:mod:`lit_robust.analysis`) into ``<work>/comparison/study_<scale>.{md,csv,png,...}``.
+tool (:mod:`lit_robust.analysis`) into the study's two tables,
+``<work>/comparison/study_<scale>_{empirical,certified}.{md,csv,png,...}`` (both in
+``study_<scale>.md``): SA, RA-WB and RA-BB of the AT and last-layer rows; SA (the smoothed
+classifier's accuracy at radius 0), RA-CT and ACR of the CR rows.
 
 A scale changes sizes only (backbone, resolution, epochs, images), never a method's
 hyperparameters: ``smoke`` checks the pipeline in about a minute, ``cpu`` is the configs as
@@ -39,9 +42,13 @@ FINETUNING = ("at", "cr", "last_layer")
 # fine-tunings.
 DEFAULT_SOURCES = ("random", "st", "simclr")
 DEFAULT_FINETUNING = ("at", "cr")
-# Accuracies measured on every test image, then the certification's (on its max_images).
+# The study's two tables. Empirical robustness (AT and last-layer rows): SA, RA-WB, RA-BB.
+# Certified robustness (CR rows): SA is the smoothed classifier's accuracy at radius 0, RA-CT
+# its certified accuracy at radius 0.5, and ACR (the study's tables of certified models).
 ACCURACY_METRICS = ["SA=clean_acc", "RA-WB=robust_acc/ra_wb*", "RA-BB=robust_acc/ra_bb*"]
-CERTIFIED_METRICS = ["CA@0.5=smoothing_sigma0.5/certified_acc@0.5", "ACR=smoothing_sigma0.5/acr"]
+CERTIFIED_METRICS = ["SA=smoothing_sigma0.5/certified_acc@0",
+                     "RA-CT=smoothing_sigma0.5/certified_acc@0.5", "ACR=smoothing_sigma0.5/acr"]
+CERTIFIED_FINETUNING = ("cr",)
 
 # Per scale: source / target epochs (None: the config's), extra overrides of every run, and
 # overrides of the source (pre-training) runs.
@@ -111,7 +118,6 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--finetune", nargs="+", choices=FINETUNING,
                         default=list(DEFAULT_FINETUNING))
     args = parser.parse_args(argv)
-    from lit_robust.analysis import compare
     from lit_robust.main import cli
 
     seconds = {}
@@ -122,14 +128,36 @@ def main(argv: Sequence[str] | None = None) -> Path:
             cli(call)
         seconds[name] = round(time.perf_counter() - start, 1)
         print(f"{name}: {seconds[name]} s", flush=True)
-    reports = [args.work / run_name(s, f) / "report.json" for s in args.sources
-               for f in args.finetune]
-    comparison = compare(reports, rows=["run"], metrics=ACCURACY_METRICS + CERTIFIED_METRICS,
-                         baseline=run_name(args.sources[0], args.finetune[0]))
-    out = args.work / "comparison"
-    comparison.write(out, name=f"study_{args.scale}")
+    out = write_tables(args.work, f"study_{args.scale}", args.sources, args.finetune)
     (out / f"study_{args.scale}_seconds.json").write_text(json.dumps(seconds, indent=1))
     print(f"comparison written to {out}")
+    return out
+
+
+def study_tables(finetuning: Sequence[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """``{table: (fine-tunings, metrics)}``: the empirical table of the AT and last-layer
+    rows and the certified table of the CR rows (those with fine-tunings)."""
+    certified = [f for f in finetuning if f in CERTIFIED_FINETUNING]
+    empirical = [f for f in finetuning if f not in CERTIFIED_FINETUNING]
+    tables = {"empirical": (empirical, ACCURACY_METRICS),
+              "certified": (certified, CERTIFIED_METRICS)}
+    return {name: table for name, table in tables.items() if table[0]}
+
+
+def write_tables(work: Path, name: str, sources: Sequence[str], finetuning: Sequence[str]) -> Path:
+    """Compare the fine-tunings' reports in the study's tables (baseline: the first source),
+    written as ``<work>/comparison/<name>_<table>.*`` and together in ``<name>.md``."""
+    from lit_robust.analysis import compare
+
+    out = work / "comparison"
+    parts = []
+    for table, (finetunes, metrics) in study_tables(finetuning).items():
+        reports = [work / run_name(s, f) / "report.json" for s in sources for f in finetunes]
+        comparison = compare(reports, rows=["run"], metrics=metrics,
+                             baseline=run_name(sources[0], finetunes[0]))
+        comparison.write(out, name=f"{name}_{table}")
+        parts.append((out / f"{name}_{table}.md").read_text(encoding="utf-8"))
+    (out / f"{name}.md").write_text("\n".join(parts), encoding="utf-8")
     return out
 
 
