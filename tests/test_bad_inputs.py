@@ -209,7 +209,7 @@ def test_bad_test_subsets_are_refused(data_root) -> None:
     with pytest.raises(ValueError, match="distinct"):
         CIFAR10DataModule(test_indices=[1, 1])
     too_far = CIFAR10DataModule(root=str(data_root), num_workers=0, test_indices=[10_000])
-    with pytest.raises(ValueError, match="test split has 10000 images"):
+    with pytest.raises(ValueError, match="test split in .* has 10000 images"):
         too_far.setup("test")
     with pytest.raises(ValueError, match="exceeds the 10000"):
         CIFAR10DataModule(root=str(data_root), num_workers=0, test_first_n=10_001).setup("test")

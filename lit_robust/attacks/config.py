@@ -51,13 +51,18 @@ class PGDAttack:
         start: the random start: ``"ball"`` (default; uniform in the ε-ball's volume),
             ``"sphere"`` (L2 only; uniform on the ε-sphere, as the robustness library) or
             ``"normal"`` (x + 0.001·N(0, I), as the official TRADES code).
+        seed: the seed of the per-image random starts of a call with ``indices`` (the
+            evaluators make such calls): image i's starts depend only on ``seed``, its dataset
+            index and the restart, not on its batch, shard or process.
 
     Raises:
         ValueError: for budgets not in pixel units, ``steps < 0``, ``restarts < 1`` or a
             start that does not exist for the norm.
     """
 
-    start: Start = "ball"  # attacks pickled in checkpoints of earlier versions have no start
+    # attacks pickled in checkpoints of earlier versions have no start or seed
+    start: Start = "ball"
+    seed: int = 0
 
     def __init__(
         self,
@@ -69,6 +74,7 @@ class PGDAttack:
         random_start: bool = True,
         restarts: int = 1,
         start: Start = "ball",
+        seed: int = 0,
     ) -> None:
         check_budget(eps, step_size, norm)
         check_start(start, norm)
@@ -83,6 +89,7 @@ class PGDAttack:
         self.random_start = random_start
         self.restarts = restarts
         self.start = start
+        self.seed = seed
 
     @property
     def name(self) -> str:
@@ -97,19 +104,23 @@ class PGDAttack:
         return label
 
     def __call__(
-        self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None
+        self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None,
+        indices: Tensor | None = None,
     ) -> Tensor:
+        """Attack ``x``; with ``indices`` (the images' dataset indices) each image's random
+        starts come from ``(seed, index, restart)`` (see :func:`~lit_robust.attacks.pgd.pgd`)."""
         return pgd(
             model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps,
             norm=self.norm, loss=self.loss, random_start=self.random_start,
-            restarts=self.restarts, target=target, start=self.start,
+            restarts=self.restarts, target=target, start=self.start, indices=indices,
+            seed=self.seed,
         )
 
     def __repr__(self) -> str:
         return (
             f"PGDAttack(eps={self.eps:.6g}, step_size={self.step_size}, steps={self.steps}, "
             f"norm={self.norm!r}, loss={self.loss!r}, restarts={self.restarts}, "
-            f"start={self.start!r})"
+            f"start={self.start!r}, seed={self.seed})"
         )
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from lit_robust.attacks.image_noise import ImageNoise, image_keys
 from lit_robust.attacks.objectives import AttackLoss, attack_objective, per_example_loss
 
 Norm = Literal["linf", "l2"]
@@ -82,7 +83,8 @@ def default_step_size(eps: float, steps: int) -> float:
     return 2.5 * eps / max(steps, 1)
 
 
-def random_init(x: Tensor, eps: float, norm: Norm, start: Start = "ball") -> Tensor:
+def random_init(x: Tensor, eps: float, norm: Norm, start: Start = "ball",
+                noise: ImageNoise | None = None) -> Tensor:
     """A random start δ for PGD, kept inside the [0, 1] image box.
 
     Args:
@@ -94,6 +96,8 @@ def random_init(x: Tensor, eps: float, norm: Norm, start: Start = "ball") -> Ten
             start lies near radius ε. ``"sphere"``: L2 only, uniform on the sphere of radius
             ε (the robustness library's start). ``"normal"``: 0.001·N(0, I) projected onto the
             ball (the official TRADES code).
+        noise: draw from these per-image numbers (:class:`~lit_robust.attacks.image_noise.
+            ImageNoise`) instead of the global generator.
 
     Returns:
         δ with ``x + δ`` in [0, 1] and ``‖δ‖ ≤ ε``.
@@ -102,19 +106,23 @@ def random_init(x: Tensor, eps: float, norm: Norm, start: Start = "ball") -> Ten
         ValueError: for an unknown ``start``, or ``"sphere"`` with ``norm="linf"``.
     """
     check_start(start, norm)
+    randn = torch.randn_like if noise is None else noise.randn
     if start == "normal":
-        delta = project(TRADES_START_STD * torch.randn_like(x), eps, norm)
+        delta = project(TRADES_START_STD * randn(x), eps, norm)
     elif norm == "linf":
-        delta = torch.empty_like(x).uniform_(-eps, eps)
+        delta = (torch.empty_like(x).uniform_(-eps, eps) if noise is None
+                 else (2 * noise.rand(x) - 1) * eps)
     else:
-        direction = torch.randn_like(x)
+        direction = randn(x)
         direction = direction / _flat_norm(direction)
         shape = (x.shape[0], *([1] * (x.dim() - 1)))
         if start == "sphere":
             radius = torch.ones(shape, device=x.device, dtype=x.dtype)
         else:
             dims = x[0].numel()
-            radius = torch.rand(shape, device=x.device, dtype=x.dtype) ** (1.0 / dims)
+            uniform = (torch.rand(shape, device=x.device, dtype=x.dtype) if noise is None
+                       else noise.rand(torch.empty(shape, device=x.device, dtype=x.dtype)))
+            radius = uniform ** (1.0 / dims)
         delta = direction * radius * eps
     return (x + delta).clamp(0, 1) - x
 
@@ -136,8 +144,9 @@ def _single_run(
     loss: AttackLoss,
     random_start: bool,
     start: Start,
+    noise: ImageNoise | None,
 ) -> Tensor:
-    delta = random_init(x, eps, norm, start) if random_start else torch.zeros_like(x)
+    delta = random_init(x, eps, norm, start, noise) if random_start else torch.zeros_like(x)
     for _ in range(steps):
         delta.requires_grad_(True)
         objective = attack_objective(model(x + delta), target, loss)
@@ -162,12 +171,20 @@ def pgd(
     restarts: int = 1,
     target: Tensor | None = None,
     start: Start = "ball",
+    indices: Tensor | None = None,
+    seed: int = 0,
 ) -> Tensor:
     """Untargeted PGD that maximizes ``loss`` within an ε-ball around ``x``.
 
     Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
     With several restarts, each example keeps the run that hurts it most: a misclassified
     run wins over a correct one, and among equals the one with the higher loss.
+
+    With ``indices`` (each image's index in its dataset) the random start of every restart
+    of image i is drawn from ``(seed, indices[i], restart)`` alone
+    (:mod:`lit_robust.attacks.image_noise`), so an image gets the same attack whatever the
+    batch it is in, the DDP shard or the number of processes. Without them the random starts
+    come from the global generator (training, where a resumed run restores it).
 
     Args:
         model: classifier over [0, 1] images (normalization inside).
@@ -187,6 +204,8 @@ def pgd(
         start: the random start (:func:`random_init`): ``"ball"`` (default, uniform in the
             ball's volume), ``"sphere"`` (L2: on the ε-sphere) or ``"normal"``
             (x + 0.001·N(0, I), TRADES).
+        indices: the images' indices in their dataset, shape (N,): per-image random starts.
+        seed: the seed of the per-image random starts (with ``indices``).
 
     Returns:
         Adversarial images in [0, 1] with ``‖x_adv − x‖ ≤ ε``, detached.
@@ -206,11 +225,16 @@ def pgd(
     if eps == 0:
         return x.clone()
 
+    if indices is not None and indices.shape != y.shape:
+        raise ValueError(f"indices must hold one index per image, got shape "
+                         f"{tuple(indices.shape)} for {y.shape[0]} images")
+    keys = image_keys(seed, indices.to(x.device)) if indices is not None else None
     best = None
     best_wrong = best_loss = None
-    for _ in range(restarts):
+    for restart in range(restarts):
+        noise = ImageNoise(keys, stream=restart) if keys is not None else None
         x_adv = _single_run(model, x, target, eps, step_size, steps, norm, loss, random_start,
-                            start)
+                            start, noise)
         if restarts == 1:
             return x_adv
         with torch.no_grad():

@@ -8,6 +8,7 @@ and Lightning's lifecycle hooks for multi-stage work (DESIGN §4).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -36,6 +37,12 @@ from lit_robust.models.zoo import build_backbone
 from lit_robust.progress import trainer_shows_progress
 
 Batch = tuple[Tensor, Tensor]
+
+
+def _takes_indices(attack: Any) -> bool:
+    """Whether calling ``attack`` accepts the images' dataset ``indices`` (a
+    :class:`PGDAttack` does; an attack of one's own may not)."""
+    return "indices" in inspect.signature(attack).parameters
 
 
 class RobustClassifier(LightningModule):
@@ -381,8 +388,9 @@ class RobustClassifier(LightningModule):
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
-        keep = self.real_validation_images(batch_idx, y.shape[0]).to(y.device)
-        x, y = x[keep.to(x.device)], y[keep]
+        positions = self.validation_positions(batch_idx, y.shape[0])
+        keep = self.real_validation_images(batch_idx, y.shape[0])
+        x, y = x[keep.to(x.device)], y[keep.to(y.device)]
         with eval_mode(self.model):
             # Every process logs every metric, also when its batch holds only padding copies:
             # the epoch-end reduction of a logged metric waits for all processes.
@@ -393,13 +401,38 @@ class RobustClassifier(LightningModule):
             limit = self.val_attack_batches
             if self.val_attack is not None and (limit is None or batch_idx < limit):
                 if y.numel() > 0:
+                    # per-image random starts (PGDAttack with indices): every validation image
+                    # gets the same attack in one process or several, in any batch
+                    indices = positions[keep] if positions is not None and _takes_indices(
+                        self.val_attack) else None
                     with torch.enable_grad():
-                        x_adv = self.val_attack(self.model, x, y)
+                        x_adv = (self.val_attack(self.model, x, y, indices=indices)
+                                 if indices is not None else self.val_attack(self.model, x, y))
                     # Robust means correct on x and on x_adv, as the test evaluators count it.
                     clean_pred, adv_pred = logits.argmax(dim=1), self.model(x_adv).argmax(dim=1)
                     self.val_robust_acc.update(
                         torch.where(clean_pred == y, adv_pred, clean_pred), y)
                 self.log("val/robust_acc", self.val_robust_acc, prog_bar=True)
+
+    def _validation_loader(self) -> Any:
+        loaders = self._trainer.val_dataloaders if self._trainer is not None else None
+        if isinstance(loaders, (list, tuple)) and len(loaders) == 1:
+            loaders = loaders[0]
+        return loaders
+
+    def validation_positions(self, batch_idx: int, count: int) -> Tensor | None:
+        """Positions in the validation split of the ``count`` images of validation batch
+        ``batch_idx`` (under DDP, of the sampler's padded order, in which the copies lie past
+        the end), or ``None`` when the loader does not tell (no fixed batch size)."""
+        loader = self._validation_loader()
+        batch_size = getattr(loader, "batch_size", None)
+        if not batch_size:
+            return None
+        position = batch_idx * batch_size + torch.arange(count)
+        sampler = getattr(loader, "sampler", None)
+        if isinstance(sampler, DistributedSampler):
+            return sampler.rank + position * sampler.num_replicas
+        return position
 
     def real_validation_images(self, batch_idx: int, count: int) -> Tensor:
         """Mask of the ``count`` images of validation batch ``batch_idx`` that are validation
@@ -412,15 +445,11 @@ class RobustClassifier(LightningModule):
         split's size on are the copies (the test evaluators drop them the same way,
         :mod:`lit_robust.evaluation.base`). Without a distributed sampler every image is real.
         """
-        loaders = self._trainer.val_dataloaders if self._trainer is not None else None
-        if isinstance(loaders, (list, tuple)) and len(loaders) == 1:
-            loaders = loaders[0]
-        sampler = getattr(loaders, "sampler", None)
-        batch_size = getattr(loaders, "batch_size", None)
-        if not isinstance(sampler, DistributedSampler) or sampler.drop_last or not batch_size:
+        sampler = getattr(self._validation_loader(), "sampler", None)
+        positions = self.validation_positions(batch_idx, count)
+        if not isinstance(sampler, DistributedSampler) or sampler.drop_last or positions is None:
             return torch.ones(count, dtype=torch.bool)
-        position = batch_idx * batch_size + torch.arange(count)
-        return sampler.rank + position * sampler.num_replicas < len(sampler.dataset)
+        return positions < len(sampler.dataset)
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from lightning.pytorch import Trainer
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
@@ -70,6 +70,51 @@ def test_two_processes_count_noisy_validation_accuracy_once() -> None:
     assert _validate(method, loader, devices=1)["val/noisy_acc"] == pytest.approx(6 / 7)
     spawned = _validate(method, loader, devices=2, strategy="ddp_spawn")
     assert spawned["val/noisy_acc"] == pytest.approx(6 / 7)  # 6 / 8 when the copy counts
+
+
+def _attacked_method() -> AdversarialTraining:
+    """A validation attack with random starts over a small random CNN whose predictions vary,
+    so that the random start decides some images."""
+    torch.manual_seed(0)
+    method = AdversarialTraining(
+        backbone="tiny_cnn", num_classes=10, mean=[0.5] * 3, std=[0.25] * 3,
+        attack=PGDAttack(**TINY_ATTACK),
+        val_attack=PGDAttack(eps=2 / 255, step_size=0.5 / 255, steps=1, seed=4))
+    method.configure_model()
+    method.model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(),
+                                 nn.Linear(8 * 30 * 30, 10))
+    return method
+
+
+def _predicted(method: AdversarialTraining, count: int) -> tuple[Tensor, Tensor]:
+    x = torch.rand(count, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return x, method.model.eval()(x).argmax(dim=1)
+
+
+def test_validation_attacks_each_image_as_it_would_alone() -> None:
+    """val/robust_acc is the mean of each image attacked alone with its validation index as
+    the key of its random start, in batches of 3 and of 40 alike."""
+    method = _attacked_method()
+    x, y = _predicted(method, 40)
+    model, attack = method.model.eval(), method.val_attack
+    alone = [bool(model(attack(model, x[i:i + 1], y[i:i + 1], indices=torch.tensor([i])))
+                  .argmax(dim=1) == y[i]) for i in range(40)]
+    expected = sum(alone) / 40
+    assert 0 < expected < 1
+    for batch_size in (3, 40):
+        metrics = _validate(method, DataLoader(TensorDataset(x, y), batch_size=batch_size))
+        assert metrics["val/robust_acc"] == pytest.approx(expected), batch_size
+
+
+@pytest.mark.slow
+def test_two_processes_attack_each_validation_image_as_one_process_does() -> None:
+    method = _attacked_method()
+    loader = DataLoader(TensorDataset(*_predicted(method, 41)), batch_size=3)
+    single = _validate(method, loader, devices=1)
+    spawned = _validate(method, loader, devices=2, strategy="ddp_spawn")
+    assert 0 < single["val/robust_acc"] < 1
+    assert spawned["val/robust_acc"] == pytest.approx(single["val/robust_acc"])
 
 
 @pytest.mark.parametrize(("rank", "batch_idx", "expected"), [
