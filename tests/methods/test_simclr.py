@@ -187,3 +187,30 @@ def test_cli_fit_then_test_simclr(tmp_path: Path, monkeypatch) -> None:
     assert run.trainer.global_step == 1
     assert "clean_acc" in run.model.test_results
     assert list((tmp_path / "reports").rglob("report.json"))
+
+
+def test_a_batch_of_one_image_is_refused_before_training(tmp_path: Path, monkeypatch,
+                                                         capsys) -> None:
+    """With one image per batch NT-Xent is exactly 0 with a zero gradient: SimCLR used to
+    train nothing, silently."""
+    from lit_robust.losses import nt_xent
+    from lit_robust.main import main
+
+    z1, z2 = torch.randn(1, 4, requires_grad=True), torch.randn(1, 4, requires_grad=True)
+    loss = nt_xent(z1, z2, 0.5)
+    loss.backward()
+    assert float(loss) == 0.0 and not z1.grad.any() and not z2.grad.any()
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lit-robust"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(TINY_DATA),
+              "--config", str(REPO / "configs" / "method" / "simclr.yaml"),
+              "--model.init_args.backbone", "tiny_cnn", "--data.init_args.batch_size", "1",
+              "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(
+        "lit-robust: error: SimCLR needs at least 2 images per training batch, got "
+        "batch_size=1: the two views of one image are each other's only candidates")
+    assert not list(tmp_path.rglob("*.ckpt"))

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from lit_robust.errors import ConfigurationError
 from lit_robust.evaluation.base import rank_and_world_size
 from lit_robust.losses import nt_xent
 from lit_robust.methods.base import Batch, RobustClassifier
@@ -113,6 +114,27 @@ class SimCLR(RobustClassifier):
         features = get_head(self.model.net)[1].in_features
         hidden = self.hparams.projection_hidden_dim or features
         self.projector = projection_head(features, hidden, self.hparams.projection_dim)
+
+    def on_train_start(self) -> None:
+        """Refuse a training batch of one image (per process, or in all processes together
+        with ``gather_negatives``), before the first step.
+
+        Raises:
+            ConfigurationError: the two views of the one image are each other's only
+                candidates, so NT-Xent is exactly 0 with a zero gradient: nothing would train.
+        """
+        super().on_train_start()
+        batch_size = getattr(self.trainer.train_dataloader, "batch_size", None)
+        processes = self.trainer.world_size if self.hparams.gather_negatives else 1
+        if batch_size is not None and batch_size * processes < 2:
+            alone = " in each process (gather_negatives: false)" if self.trainer.world_size > 1 \
+                else ""
+            raise ConfigurationError(
+                f"SimCLR needs at least 2 images per training batch, got batch_size={batch_size}"
+                f"{alone}: the two views of one image are each other's only candidates, so "
+                "NT-Xent and its gradient are exactly 0 and nothing trains; set "
+                "data.init_args.batch_size >= 2 (the paper uses 256 to 8192)"
+            )
 
     def param_groups(self) -> list[nn.Parameter]:
         """Backbone, probe head and projection head."""
