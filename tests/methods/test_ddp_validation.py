@@ -107,14 +107,31 @@ def test_validation_attacks_each_image_as_it_would_alone() -> None:
         assert metrics["val/robust_acc"] == pytest.approx(expected), batch_size
 
 
-@pytest.mark.slow
-def test_two_processes_attack_each_validation_image_as_one_process_does() -> None:
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_ddp_each_validation_image_is_attacked_by_its_position(rank: int) -> None:
+    """Process r of 2 attacks its k-th validation image (position r + 2k of the split) with
+    that position as the key of its random start: the image's attack in one process."""
+    seen: list[list[int]] = []
+
+    class RecordingAttack(PGDAttack):
+        def __call__(self, model, x, y, target=None, indices=None):
+            seen.append(indices.tolist())
+            return x
+
+    data = TensorDataset(*_predicted(_attacked_method(), 5))
+
+    class _Trainer:
+        val_dataloaders = DataLoader(data, batch_size=2, sampler=DistributedSampler(
+            data, num_replicas=2, rank=rank, shuffle=False))
+
     method = _attacked_method()
-    loader = DataLoader(TensorDataset(*_predicted(method, 41)), batch_size=3)
-    single = _validate(method, loader, devices=1)
-    spawned = _validate(method, loader, devices=2, strategy="ddp_spawn")
-    assert 0 < single["val/robust_acc"] < 1
-    assert spawned["val/robust_acc"] == pytest.approx(single["val/robust_acc"])
+    method.val_attack = RecordingAttack()
+    method._trainer = _Trainer()  # type: ignore[assignment]
+    method.log = method.log_dict = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    for batch_idx, (x, y) in enumerate(_Trainer.val_dataloaders):
+        method.validation_step((x, y), batch_idx)
+    # rank 0: images 0, 2 | 4; rank 1: images 1, 3 | the padding copy of 0 (not attacked)
+    assert seen == ([[0, 2], [4]] if rank == 0 else [[1, 3]])
 
 
 @pytest.mark.parametrize(("rank", "batch_idx", "expected"), [
