@@ -84,17 +84,33 @@ def run_all(runs: Sequence[Run], work: Path) -> dict[str, dict[str, float]]:
     return facts
 
 
-def direction_rows(paper: Paper, values: dict[str, dict[str, float]], images: int) -> list[dict]:
-    """Each claim with our change, its standard error and the verdict (points)."""
+def direction_rows(paper: Paper, values: dict[str, dict[str, float]], images: int,
+                   measured: dict[str, dict[str, int]] | None = None) -> list[dict]:
+    """Each claim with our change, its standard error and the verdict (points).
+
+    The standard error of a metric measured on fewer images than the test set (a
+    certification's subset) uses that number, ``measured[run][metric]``
+    (:func:`measured_images`), not ``images``.
+    """
     rows = []
     for claim in paper.claims:
         ours, base = values[claim.ours][claim.metric], values[claim.baseline][claim.metric]
         delta = 100 * (ours - base)
-        se = 100 * math.hypot(standard_error(ours, images), standard_error(base, images))
+        n_ours, n_base = ((measured or {}).get(run, {}).get(claim.metric, images)
+                          for run in (claim.ours, claim.baseline))
+        se = 100 * math.hypot(standard_error(ours, n_ours), standard_error(base, n_base))
         rows.append({**asdict(claim), "ours_value": ours, "baseline_value": base,
                      "delta_points": round(delta, 2), "se_points": round(se, 2),
                      "verdict": verdict(delta, se, claim.expected, claim.tolerance_points)})
     return rows
+
+
+def measured_images(metrics: dict[str, float], metric: str) -> int | None:
+    """How many images a certification metric (``smoothing_<...>/<name>``) was measured on: its
+    ``num_images``, which may be fewer than the test set; ``None`` for other metrics."""
+    prefix = metric.split("/", 1)[0]
+    count = metrics.get(f"{prefix}/num_images") if prefix.startswith("smoothing_") else None
+    return None if count is None else int(count)
 
 
 def reproduce(paper_name: str, scale: str, results_dir: Path, work: Path,
@@ -126,17 +142,22 @@ def reproduce(paper_name: str, scale: str, results_dir: Path, work: Path,
         raise RuntimeError(f"runs were tested on different numbers of images: {facts}")
     n = images.pop()
     reference = comparison.reports[0]
+    measured = {report.path.parent.name: {
+        spec.label: count for spec in comparison.table.metrics
+        if (count := measured_images(report.metrics, report.metric_name(spec))) is not None}
+        for report in comparison.reports}
     result.update(
         status="ran", title=paper.title, setting=paper.setting, test_images=n,
         metrics={spec.label: reference.metric_name(spec) for spec in comparison.table.metrics},
         seconds=round(time.perf_counter() - start, 1), runs=facts,
         ours={run: {metric: round(100 * value, 2) for metric, value in metrics.items()}
               for run, metrics in values.items()},
-        standard_error={run: {metric: round(100 * standard_error(value, n), 2)
+        standard_error={run: {metric: round(100 * standard_error(
+                                  value, measured[run].get(metric, n)), 2)
                               for metric, value in metrics.items()}
                         for run, metrics in values.items()},
         paper_numbers={"setting": paper.paper_setting, "values": paper.paper_values},
-        directions=direction_rows(paper, values, n),
+        directions=direction_rows(paper, values, n, measured),
         failed_sanity_checks={
             report.path.parent.name: sorted(key for key, value in report.metrics.items()
                                             if key.startswith("sanity/") and value != 1.0)

@@ -125,9 +125,13 @@ def test_the_study_reuses_the_transfer_study_runs(tmp_path: Path) -> None:
         assert [(run.name, list(run.args)) for run in planned.runs] == expected
         assert [run.name for run in planned.runs if not run.reported] == ["pre_st", "pre_simclr"]
     claims = {(claim.ours, claim.baseline, claim.metric) for claim in planned.claims}
+    # the CR rows are certified models: SA of the smoothed classifier and RA-CT
     assert claims == {(f"{source}__{finetune}", f"random__{finetune}", metric)
                       for source in ("st", "simclr") for finetune in ("at", "cr")
-                      for metric in ("SA", "RA-WB")}
+                      for metric in ({"at": ("SA", "RA-WB"),
+                                      "cr": ("SA (smoothed)", "RA-CT")}[finetune])}
+    assert {"SA (smoothed)=smoothing_sigma0.5/certified_acc@0",
+            "RA-CT=smoothing_sigma0.5/certified_acc@0.5"} <= set(planned.metrics)
     assert all(claim.expected == "up" for claim in planned.claims)
 
 
@@ -145,9 +149,10 @@ def check_result(result: dict, tmp_path: Path, paper: str, runs: list[str], imag
         assert written["failed_sanity_checks"][run] == sorted(
             key for key, value in report.items() if key.startswith("sanity/") and value == 0.0)
         for metric, value in values.items():
-            p = value / 100
+            p = value / 100  # a certification's metric: on its own (fewer) images
+            n = reproduce.measured_images(report, written["metrics"][metric]) or images
             assert written["standard_error"][run][metric] == pytest.approx(
-                100 * math.sqrt(p * (1 - p) / images), abs=0.02)
+                100 * math.sqrt(p * (1 - p) / n), abs=0.02)
     for row in written["directions"]:
         assert set(row) == DIRECTION_FIELDS
         assert row["verdict"] in {"reproduced", "not reproduced", "within noise"}
@@ -226,3 +231,12 @@ def test_study_smoke_end_to_end(tmp_path: Path) -> None:
     assert [(row["ours"], row["baseline"]) for row in study["directions"]][:2] == [
         ("st__at", "random__at")] * 2
     assert len(study["directions"]) == 8
+
+
+def test_a_certification_metric_is_measured_on_its_own_images() -> None:
+    """The standard error of a certified accuracy counts the certified images, not the test
+    set (a certification covers every skip-th image only)."""
+    metrics = {"clean_acc": 0.5, "smoothing_sigma0.5/certified_acc@0.5": 0.25,
+               "smoothing_sigma0.5/num_images": 50.0}
+    assert reproduce.measured_images(metrics, "smoothing_sigma0.5/certified_acc@0.5") == 50
+    assert reproduce.measured_images(metrics, "clean_acc") is None
