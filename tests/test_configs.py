@@ -33,6 +33,7 @@ def needs_earlier_stage(config: Path) -> bool:
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if not needs_earlier_stage(p))
 TINY_DATA = REPO / "tests" / "conf" / "tiny_cifar10.yaml"
 TINY_MODEL = REPO / "tests" / "conf" / "tiny_model.yaml"
+TRANSFER_METHODS = ("NEFTTransfer", "VanillaTransfer", "LwFTransfer")  # refuse a missing source
 
 
 def write_image_folders(root: Path, classes: int = 3, per_class: int = 6) -> Path:
@@ -114,8 +115,12 @@ def fit_args(config: Path, tmp_path: Path) -> list[str]:
         ]
         args += ["--data.init_args.image_size", "32"]  # also for the 224-px transfer sets
         args += native_data_args(data_class, tmp_path)
-    if "k" in ((content.get("model") or {}).get("init_args") or {}):
+    model = content.get("model") or {}
+    init_args = model.get("init_args") or {}
+    if init_args.get("k") is not None:
         args += ["--model.init_args.k", "2"]  # CARTL's last-k blocks: tiny_cnn has 5
+    if model.get("class_path", "").rsplit(".", 1)[-1] in TRANSFER_METHODS:
+        args += ["--model.init_args.allow_random_source", "true"]  # pretrained: null below
     args += [
         "--model.init_args.backbone", "tiny_cnn",
         "--model.init_args.backbone_kwargs", "null",

@@ -1,7 +1,10 @@
 """The shipped experiment configs hold the papers' settings (DESIGN §6), table-driven.
 
-Each row of :data:`SETTINGS` is ``(file pattern, dotted key, expected value)``: every config
-under ``configs/experiments/`` that matches the pattern must hold the value at the key. A key
+Each row of :data:`SETTINGS` is a :class:`Setting`: the paper, where the value comes from (a
+table or section of the paper, or a file of its official code), a file pattern, a dotted key
+and the expected value. Every config under ``configs/experiments/`` that matches the pattern
+must hold the value at the key **as the CLI resolves it** (defaults of the classes included,
+``lit-robust --print_config``), so a drifting default fails as well as a drifting file. A key
 ``a.b[PGDEvaluator].c`` picks, in the list at ``a.b``, the entry whose ``class_path`` ends
 with that class name. To cover a new paper, add its rows; a covered folder whose file matches
 no row fails, and so does a row that matches no file.
@@ -9,120 +12,285 @@ no row fails, and so does a row that matches no file.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import re
+import sys
+from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
 
+from lit_robust.main import cli
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
-COVERED = ("twins", "rift", "autolora", "roli")  # folders whose every config must match the table
+# folders whose every config must match the table (the transfer study's:
+# tests/test_paper_settings_transfer.py)
+COVERED = ("twins", "rift", "cartl", "autolora", "roli")
 
 LINF_8 = {"eps": 8 / 255, "step_size": 2 / 255, "steps": 10, "norm": "linf"}
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+CIFAR100 = ([0.5070751592371323, 0.48654887331495095, 0.4409178433670343],
+            [0.2673342858792401, 0.2564384629170883, 0.27615047132568404])
 M = "model.init_args"
+D = "data.init_args"
 
-SETTINGS: list[tuple[str, str, Any]] = [
-    # TWINS (Liu et al., CVPR 2023): SGD 0.003, momentum 0.9, batch 128, 60 epochs, x0.1 at
-    # 30 and 50; PGD-10 L-inf 8/255 step 2/255 for training and PGD-10 for evaluation.
-    ("twins/*.yaml", f"{M}.lr", 0.003),
-    ("twins/*.yaml", f"{M}.momentum", 0.9),
-    ("twins/*.yaml", f"{M}.schedule", "multistep"),
-    ("twins/*.yaml", f"{M}.milestones", [30, 50]),
-    ("twins/*.yaml", f"{M}.gamma", 0.1),
-    ("twins/*.yaml", "data.init_args.batch_size", 128),
-    ("twins/*.yaml", "trainer.max_epochs", 60),
-    ("twins/*.yaml", f"{M}.attack.init_args", {**LINF_8, "loss": "ce"}),
-    ("twins/*.yaml", f"{M}.evaluators[PGDEvaluator].init_args", {**LINF_8, "restarts": 1}),
-    ("twins/cifar*.yaml", f"{M}.weight_decay", 1e-5),
-    ("twins/gtsrb_from_cifar10_*.yaml", f"{M}.weight_decay", 1e-5),
-    ("twins/caltech256_*.yaml", f"{M}.weight_decay", 1e-3),
-    ("twins/cifar*_twins_*.yaml", f"{M}.lam", 1.0),
-    ("twins/gtsrb_from_cifar10_twins_*.yaml", f"{M}.lam", 1.0),
-    ("twins/caltech256_twins_*.yaml", f"{M}.lam", 0.4),
-    ("twins/*trades*.yaml", f"{M}.beta", 6.0),
-    ("twins/*_twins_at.yaml", f"{M}.variant", "at"),
-    ("twins/*_twins_trades.yaml", f"{M}.variant", "trades"),
-    ("twins/*_at_ft.yaml", "model.class_path", "lit_robust.methods.AdversarialTraining"),
-    ("twins/*_at_ft.yaml", f"{M}.attack_in_eval_mode", True),
-    ("twins/cifar*.yaml", f"{M}.mean", IMAGENET[0]),
-    ("twins/cifar*.yaml", f"{M}.std", IMAGENET[1]),
-    ("twins/caltech256_*.yaml", f"{M}.mean", IMAGENET[0]),
-    ("twins/caltech256_*.yaml", f"{M}.std", IMAGENET[1]),
-    ("twins/gtsrb_from_cifar10_*.yaml", f"{M}.mean", [0.0, 0.0, 0.0]),
-    ("twins/gtsrb_from_cifar10_*.yaml", f"{M}.std", [1.0, 1.0, 1.0]),
-    # RiFT (Zhu et al., ICCV 2023): MRC with eps 0.1, 10 ascent epochs at lr 1 on PGD-10
-    # examples; fine-tuning SGD 1e-3, momentum 0.9, wd 5e-4, 10 epochs, x0.1 at 5; alpha in
-    # {0, 0.1, ..., 1} within 0.1 points of alpha = 0; PGD-10 worst of 3 restarts.
-    ("rift/*.yaml", "model.class_path", "lit_robust.methods.rift.RiFT"),
-    ("rift/*.yaml", f"{M}.mrc_epsilon", 0.1),
-    ("rift/*.yaml", f"{M}.mrc_epochs", 10),
-    ("rift/*.yaml", f"{M}.mrc_lr", 1.0),
-    ("rift/*.yaml", f"{M}.mrc_attack.init_args", LINF_8),
-    ("rift/*.yaml", f"{M}.interpolation_attack.init_args", LINF_8),
-    ("rift/*.yaml", f"{M}.alphas", [round(0.1 * i, 1) for i in range(11)]),
-    ("rift/*.yaml", f"{M}.alpha_tolerance", 0.1),
-    ("rift/*.yaml", f"{M}.lr", 0.001),
-    ("rift/*.yaml", f"{M}.momentum", 0.9),
-    ("rift/*.yaml", f"{M}.weight_decay", 5e-4),
-    ("rift/*.yaml", f"{M}.schedule", "multistep"),
-    ("rift/*.yaml", f"{M}.milestones", [5]),
-    ("rift/*.yaml", f"{M}.gamma", 0.1),
-    ("rift/*.yaml", "trainer.max_epochs", 10),
-    ("rift/*.yaml", f"{M}.evaluators[PGDEvaluator].init_args", {**LINF_8, "restarts": 3}),
-    ("rift/*.yaml", f"{M}.evaluators[CorruptionRobustness].class_path",
-     "lit_robust.evaluation.CorruptionRobustness"),
-    # AutoLoRa (Xu et al., ICLR 2024; official high-resolution code): r_nat 8, LoRA scale 1/8,
-    # lambda2 = 6 x accuracy, automatic lr from 0.01 (window 4, rho 0.75, halving, stop below
-    # 1e-5), SGD momentum 0.9, wd 1e-4, batch 128, 60 epochs, PGD-10 L-inf 8/255 step 2/255,
-    # 5% of the training split held out; the TWINS protocol's sources and normalization.
-    ("autolora/*.yaml", "model.class_path", "lit_robust.methods.AutoLoRa"),
-    ("autolora/*.yaml", f"{M}.rank", 8),
-    ("autolora/*.yaml", f"{M}.lora_alpha", 1.0),
-    ("autolora/*.yaml", f"{M}.kl_scale", 6.0),
-    ("autolora/*.yaml", f"{M}.auto_lr", True),
-    ("autolora/*.yaml", f"{M}.lr", 0.01),
-    ("autolora/*.yaml", f"{M}.lr_window", 4),
-    ("autolora/*.yaml", f"{M}.lr_rho", 0.75),
-    ("autolora/*.yaml", f"{M}.lr_divisor", 2.0),
-    ("autolora/*.yaml", f"{M}.min_lr", 1e-5),
-    ("autolora/*.yaml", f"{M}.momentum", 0.9),
-    ("autolora/*.yaml", f"{M}.weight_decay", 1e-4),
-    ("autolora/*.yaml", f"{M}.attack.init_args", {**LINF_8, "loss": "ce"}),
-    ("autolora/*.yaml", f"{M}.evaluators[PGDEvaluator].init_args", {**LINF_8, "restarts": 1}),
-    ("autolora/*.yaml", "data.init_args.batch_size", 128),
-    ("autolora/*.yaml", "data.init_args.val_size", 0.05),
-    ("autolora/*.yaml", "trainer.max_epochs", 60),
-    ("autolora/cifar*.yaml", f"{M}.mean", IMAGENET[0]),
-    ("autolora/caltech256.yaml", f"{M}.std", IMAGENET[1]),
-    ("autolora/gtsrb_from_cifar10.yaml", f"{M}.mean", [0.0, 0.0, 0.0]),
-    # RoLI (Hua et al., CVPR 2024; official configs/linear/*_ranli.yaml and
-    # configs/finetune/*_roli.yaml): PGD-7 L-inf 8/255 step 2/255 training, PGD-10
-    # validation, batch 64, cosine with 10 warm-up epochs; stage 1 SGD, stage 2 AdamW 1e-4.
-    ("roli/*.yaml", "model.class_path", "lit_robust.methods.RoLI"),
-    ("roli/*.yaml", f"{M}.attack.init_args", {**LINF_8, "steps": 7, "loss": "ce"}),
-    ("roli/*.yaml", f"{M}.val_attack.init_args", {**LINF_8, "loss": "ce"}),
-    ("roli/*.yaml", "data.init_args.batch_size", 64),
-    ("roli/*.yaml", f"{M}.schedule", "cosine"),
-    ("roli/*.yaml", f"{M}.warmup_epochs", 10),
-    ("roli/*_probe.yaml", f"{M}.stage", "probe"),
-    ("roli/*_probe.yaml", f"{M}.optimizer", "sgd"),
-    ("roli/*_probe.yaml", f"{M}.momentum", 0.9),
-    ("roli/*_finetune.yaml", f"{M}.stage", "finetune"),
-    ("roli/*_finetune.yaml", f"{M}.optimizer", "adamw"),
-    ("roli/*_finetune.yaml", f"{M}.lr", 1e-4),
-    ("roli/cifar10_probe.yaml", f"{M}.lr", 0.05),
-    ("roli/cifar10_*.yaml", f"{M}.weight_decay", 0.01),
-    ("roli/cifar100_probe.yaml", f"{M}.lr", 0.1),
-    ("roli/cifar100_*.yaml", f"{M}.weight_decay", 0.001),
-    ("roli/caltech256_probe.yaml", f"{M}.lr", 0.5),
-    ("roli/caltech256_probe.yaml", f"{M}.weight_decay", 0.01),
-    ("roli/caltech256_finetune.yaml", f"{M}.weight_decay", 1e-4),
-    ("roli/caltech256_*.yaml", "trainer.max_epochs", 40),
-    ("roli/cifar*.yaml", "trainer.max_epochs", 20),
+
+@dataclass(frozen=True)
+class Setting:
+    """One value of one paper, where it comes from, and the configs that must hold it."""
+
+    paper: str
+    source: str
+    pattern: str
+    key: str
+    value: Any
+
+
+def cite(paper: str, source: str, rows: list[tuple[str, str, Any]]) -> list[Setting]:
+    """The rows ``(pattern, key, value)`` of one paper, all from ``source``."""
+    return [Setting(paper, source, pattern, key, value) for pattern, key, value in rows]
+
+
+TWINS = "TWINS (Liu et al., CVPR 2023)"
+RIFT = "RiFT (Zhu et al., ICCV 2023)"
+CARTL = "CARTL (Chen et al., ICML 2021)"
+AUTOLORA = "AutoLoRa (Xu et al., ICLR 2024)"
+ROLI = "RoLI (Hua et al., CVPR 2024)"
+SHARED = "the self-contained scenarios' source, ../shared/models/README.md"
+
+SETTINGS: list[Setting] = [
+    *cite(TWINS, "official TWINS_cifar/train.sh, TWINS_high_res_data/train.sh", [
+        ("twins/*.yaml", f"{M}.lr", 0.003),
+        ("twins/*.yaml", "trainer.max_epochs", 60),
+        ("twins/cifar*.yaml", f"{M}.weight_decay", 1e-5),
+        ("twins/gtsrb_from_cifar10_*.yaml", f"{M}.weight_decay", 1e-5),
+        ("twins/caltech256_*.yaml", f"{M}.weight_decay", 1e-3),
+        ("twins/cifar*_twins_*.yaml", f"{M}.lam", 1.0),
+        ("twins/gtsrb_from_cifar10_twins_*.yaml", f"{M}.lam", 1.0),
+        ("twins/caltech256_twins_*.yaml", f"{M}.lam", 0.4),
+        ("twins/*_twins_at.yaml", f"{M}.variant", "at"),
+        ("twins/*_twins_trades.yaml", f"{M}.variant", "trades"),
+        ("twins/*_at_ft.yaml", "model.class_path", "lit_robust.methods.AdversarialTraining"),
+    ]),
+    *cite(TWINS, "official TWINS_cifar/train-TWINS-AT.py (SGD, MultiStepLR at epochs 30, 50)", [
+        ("twins/*.yaml", f"{M}.momentum", 0.9),
+        ("twins/*.yaml", f"{M}.schedule", "multistep"),
+        ("twins/*.yaml", f"{M}.milestones", [30, 50]),
+        ("twins/*.yaml", f"{M}.gamma", 0.1),
+        ("twins/*_at_ft.yaml", f"{M}.attack_in_eval_mode", True),
+    ]),
+    *cite(TWINS, "official TWINS_cifar/src/argument.py (batch 128, PGD-10 step 2/255, beta 6) "
+                 "and train.sh (eps 0.0314)", [
+        ("twins/*.yaml", f"{D}.batch_size", 128),
+        ("twins/*.yaml", f"{M}.attack.init_args", {**LINF_8, "loss": "ce"}),
+        ("twins/*.yaml", f"{M}.evaluators[PGDEvaluator].init_args", {**LINF_8, "restarts": 1}),
+        ("twins/*trades*.yaml", f"{M}.beta", 6.0),
+    ]),
+    *cite(TWINS, "the robust-models-transfer ImageNet sources the paper fine-tunes (README)", [
+        ("twins/cifar*.yaml", f"{M}.mean", IMAGENET[0]),
+        ("twins/cifar*.yaml", f"{M}.std", IMAGENET[1]),
+        ("twins/caltech256_*.yaml", f"{M}.mean", IMAGENET[0]),
+        ("twins/caltech256_*.yaml", f"{M}.std", IMAGENET[1]),
+    ]),
+    *cite(TWINS, SHARED, [
+        ("twins/gtsrb_from_cifar10_*.yaml", f"{M}.mean", [0.0, 0.0, 0.0]),
+        ("twins/gtsrb_from_cifar10_*.yaml", f"{M}.std", [1.0, 1.0, 1.0]),
+    ]),
+    *cite(RIFT, "official main.py (layer_sharpness: epsilon 0.1, 10 epochs of SGD lr 1)", [
+        ("rift/*.yaml", "model.class_path", "lit_robust.methods.rift.RiFT"),
+        ("rift/*.yaml", f"{M}.mrc_epsilon", 0.1),
+        ("rift/*.yaml", f"{M}.mrc_epochs", 10),
+        ("rift/*.yaml", f"{M}.mrc_lr", 1.0),
+    ]),
+    *cite(RIFT, "official main.py arguments (lr 1e-3, momentum 0.9, wd 5e-4, 10 epochs, step "
+                "decay x0.1 at epochs // 2)", [
+        ("rift/*.yaml", f"{M}.lr", 0.001),
+        ("rift/*.yaml", f"{M}.momentum", 0.9),
+        ("rift/*.yaml", f"{M}.weight_decay", 5e-4),
+        ("rift/*.yaml", f"{M}.schedule", "multistep"),
+        ("rift/*.yaml", f"{M}.milestones", [5]),
+        ("rift/*.yaml", f"{M}.gamma", 0.1),
+        ("rift/*.yaml", "trainer.max_epochs", 10),
+    ]),
+    *cite(RIFT, "official utils.py (interpolation over np.arange(0, 1.1, 0.1); PGD-10 8/255 "
+                "with the step 2/225 read as 2/255) and §4 (worst of 3 restarts, 15 corruptions)", [
+        ("rift/*.yaml", f"{M}.mrc_attack.init_args", LINF_8),
+        ("rift/*.yaml", f"{M}.interpolation_attack.init_args", LINF_8),
+        ("rift/*.yaml", f"{M}.alphas", [round(0.1 * i, 1) for i in range(11)]),
+        ("rift/*.yaml", f"{M}.alpha_tolerance", 0.1),
+        ("rift/*.yaml", f"{M}.evaluators[PGDEvaluator].init_args", {**LINF_8, "restarts": 3}),
+        ("rift/*.yaml", f"{M}.evaluators[CorruptionRobustness].class_path",
+         "lit_robust.evaluation.CorruptionRobustness"),
+    ]),
+    *cite(CARTL, "official src/config.env and src/trainer/base_trainer.py (SGD 0.1, momentum "
+                 "0.9, wd 5e-4, batch 128, 100 epochs, x0.2 at 40/70/90, 1 warm-up epoch)", [
+        ("cartl/source_*.yaml", f"{M}.lr", 0.1),
+        ("cartl/*_neft_*.yaml", f"{M}.lr", 0.1),
+        ("cartl/*_vanilla_*.yaml", f"{M}.lr", 0.1),
+        ("cartl/source_*.yaml", f"{M}.weight_decay", 5e-4),
+        ("cartl/*_neft_*.yaml", f"{M}.weight_decay", 5e-4),
+        ("cartl/*_vanilla_*.yaml", f"{M}.weight_decay", 5e-4),
+        ("cartl/*.yaml", f"{M}.momentum", 0.9),
+        ("cartl/*.yaml", f"{D}.batch_size", 128),
+        ("cartl/source_*.yaml", f"{M}.milestones", [40, 70, 90]),
+        ("cartl/*_neft_*.yaml", f"{M}.milestones", [40, 70, 90]),
+        ("cartl/*_vanilla_*.yaml", f"{M}.milestones", [40, 70, 90]),
+        ("cartl/source_*.yaml", f"{M}.gamma", 0.2),
+        ("cartl/*_neft_*.yaml", f"{M}.gamma", 0.2),
+        ("cartl/source_*.yaml", f"{M}.warmup_epochs", 1.0),
+        ("cartl/*_neft_*.yaml", f"{M}.warmup_epochs", 1.0),
+        ("cartl/*_vanilla_*.yaml", f"{M}.warmup_epochs", 1.0),
+        ("cartl/source_*.yaml", "trainer.max_epochs", 100),
+        ("cartl/*_neft_*.yaml", "trainer.max_epochs", 100),
+        ("cartl/*_vanilla_*.yaml", "trainer.max_epochs", 100),
+    ]),
+    *cite(CARTL, "official src/networks/wrn.py (LeakyReLU(0.1)) and src/networks/utils.py "
+                 "(WRNBlocks: 3n + 2 blocks)", [
+        ("cartl/*wrn*.yaml", f"{M}.backbone_kwargs.activation", "leaky_relu"),
+        ("cartl/*wrn34_10*.yaml", f"{M}.backbone", "wrn_34_10"),
+        ("cartl/*wrn28_4*.yaml", f"{M}.backbone", "wrn_28_4"),
+    ]),
+    *cite(CARTL, "official get_dataloader.py: every experiment normalized with CIFAR-100's "
+                 "statistics (cifar10, svhntl and gtsrb map to them)", [
+        ("cartl/*wrn*.yaml", f"{M}.mean", CIFAR100[0]),
+        ("cartl/*wrn*.yaml", f"{M}.std", CIFAR100[1]),
+    ]),
+    *cite(CARTL, "official get_dataloader.py (CIFAR: crop 4, flip, RandomRotation(15); SVHN and "
+                 "GTSRB: no augmentation)", [
+        ("cartl/source_cifar10*.yaml", f"{D}.rotation", 15.0),
+        ("cartl/cifar10_from_*.yaml", f"{D}.rotation", 15.0),
+        ("cartl/svhn_from_*.yaml", f"{D}.augment", False),
+        ("cartl/gtsrb_from_*.yaml", f"{D}.augment", False),
+        ("cartl/source_gtsrb_*.yaml", f"{D}.augment", False),
+    ]),
+    *cite(CARTL, "§3 and exps/adversarial_training.py (PGD-7, L-inf 8/255, step 2/255); "
+                 "§5 (PGD-20 and PGD-100 evaluation)", [
+        ("cartl/source_*.yaml", f"{M}.attack.init_args", {**LINF_8, "steps": 7}),
+        ("cartl/*.yaml", f"{M}.evaluators[PGDEvaluator@0].init_args",
+         {**LINF_8, "steps": 20}),
+        ("cartl/*.yaml", f"{M}.evaluators[PGDEvaluator@1].init_args",
+         {**LINF_8, "steps": 100}),
+    ]),
+    *cite(CARTL, "Tables 3-4 and scripts/pwrn34_neft_sn_norm.sh (cartl_wrn34_cifar100_<k>_0.005; "
+                 "NEFT beta 0.4 after FDM, power iteration 1)", [
+        ("cartl/source_*_fdm_*.yaml", f"{M}.lam", 0.005),
+        ("cartl/source_*_fdm_*.yaml", f"{M}.reduction", "sum"),
+        ("cartl/*wrn*_neft_*.yaml", f"{M}.beta", 0.4),
+        ("cartl/gtsrb_from_cifar10_resnet18_fdm_neft_k3.yaml", f"{M}.beta", 0.4),
+    ]),
+    *cite(CARTL, "Table 1 and scripts/pwrn34_neft_sn_norm.sh (--freeze-bn, statistics "
+                 "re-estimated on the target)", [
+        ("cartl/*_neft_*.yaml", f"{M}.freeze_bn_affine", True),
+        ("cartl/*_neft_*.yaml", f"{M}.reuse_source_statistics", False),
+    ]),
+    *cite(CARTL, "Table 1 and scripts/tl_from_at.sh (--freeze-bn --reuse-teacher-statistic; "
+                 "k in 4, 6, 8)", [
+        ("cartl/*_vanilla_*.yaml", f"{M}.freeze_bn_affine", True),
+        ("cartl/*_vanilla_*.yaml", f"{M}.reuse_source_statistics", True),
+        ("cartl/*_vanilla_*.yaml", f"{M}.adversarial", False),
+    ]),
+    *cite(CARTL, "Table 2 and the official scripts: CIFAR-100 -> CIFAR-10 with WRN-34-10 and "
+                 "k in 4, 6, 8; CIFAR-100 -> SVHN / GTSRB, CIFAR-10 -> SVHN, GTSRB -> SVHN with "
+                 "k = 6; the data-size study with k = 6", [
+        ("cartl/*_k4*.yaml", f"{M}.k", 4),
+        ("cartl/*_k6*.yaml", f"{M}.k", 6),
+        ("cartl/*_k8*.yaml", f"{M}.k", 8),
+        ("cartl/*_k3.yaml", f"{M}.k", 3),
+        ("cartl/svhn_from_*.yaml", f"{M}.k", 6),
+        ("cartl/gtsrb_from_cifar100_*.yaml", f"{M}.k", 6),
+        ("cartl/*_data*.yaml", f"{M}.k", 6),
+    ]),
+    *cite(CARTL, "the data-size study (§5; official cifar10(0.1|0.2|0.5) subsets of 5,000 "
+                 "images per class)", [
+        ("cartl/*_data10.yaml", f"{D}.samples_per_class", 500),
+        ("cartl/*_data20.yaml", f"{D}.samples_per_class", 1000),
+        ("cartl/*_data50.yaml", f"{D}.samples_per_class", 2500),
+        ("cartl/*wrn*.yaml", f"{D}.val_size", 0),
+    ]),
+    *cite(CARTL, "LwF baseline: official lwf_tl_trainer.py (lr 0.001, wd 2e-4, 52 epochs, the "
+                 "head alone before epoch 26, then all parameters) and scripts/lwf.sh (lambda)", [
+        ("cartl/*_lwf*.yaml", f"{M}.lr", 0.001),
+        ("cartl/*_lwf*.yaml", f"{M}.weight_decay", 2e-4),
+        ("cartl/*_lwf*.yaml", f"{M}.schedule", "constant"),
+        ("cartl/*_lwf*.yaml", f"{M}.head_only_epochs", 25),
+        ("cartl/*_lwf*.yaml", f"{M}.lam", 0.1),
+        ("cartl/*_lwf*.yaml", f"{M}.reuse_source_statistics", False),
+        ("cartl/*_lwf*.yaml", "trainer.max_epochs", 52),
+        ("cartl/*wrn34_10_lwf.yaml", f"{M}.k", None),
+    ]),
+    *cite(CARTL, SHARED, [
+        ("cartl/*resnet18*.yaml", f"{M}.mean", [0.0, 0.0, 0.0]),
+        ("cartl/*resnet18*.yaml", f"{M}.std", [1.0, 1.0, 1.0]),
+        ("cartl/*resnet18_shared_robust_neft*.yaml", f"{M}.beta", 0.6),
+    ]),
+    *cite(AUTOLORA, "official Finetuning_Methods/AutoLoRa (high-resolution code): r_nat 8, "
+                    "LoRA scale 1/8, lambda2 = 6 x accuracy, automatic lr from 0.01 (window 4, "
+                    "rho 0.75, halving, stop below 1e-5), SGD momentum 0.9, wd 1e-4, batch 128, "
+                    "60 epochs, PGD-10 L-inf 8/255 step 2/255, 5% of the training split held "
+                    "out; the TWINS protocol's sources and normalization", [
+        ("autolora/*.yaml", "model.class_path", "lit_robust.methods.AutoLoRa"),
+        ("autolora/*.yaml", f"{M}.rank", 8),
+        ("autolora/*.yaml", f"{M}.lora_alpha", 1.0),
+        ("autolora/*.yaml", f"{M}.kl_scale", 6.0),
+        ("autolora/*.yaml", f"{M}.auto_lr", True),
+        ("autolora/*.yaml", f"{M}.lr", 0.01),
+        ("autolora/*.yaml", f"{M}.lr_window", 4),
+        ("autolora/*.yaml", f"{M}.lr_rho", 0.75),
+        ("autolora/*.yaml", f"{M}.lr_divisor", 2.0),
+        ("autolora/*.yaml", f"{M}.min_lr", 1e-5),
+        ("autolora/*.yaml", f"{M}.momentum", 0.9),
+        ("autolora/*.yaml", f"{M}.weight_decay", 1e-4),
+        ("autolora/*.yaml", f"{M}.attack.init_args", {**LINF_8, "loss": "ce"}),
+        ("autolora/*.yaml", f"{M}.evaluators[PGDEvaluator].init_args", {**LINF_8, "restarts": 1}),
+        ("autolora/*.yaml", "data.init_args.batch_size", 128),
+        ("autolora/*.yaml", "data.init_args.val_size", 0.05),
+        ("autolora/*.yaml", "trainer.max_epochs", 60),
+        ("autolora/cifar*.yaml", f"{M}.mean", IMAGENET[0]),
+        ("autolora/caltech256.yaml", f"{M}.std", IMAGENET[1]),
+        ("autolora/gtsrb_from_cifar10.yaml", f"{M}.mean", [0.0, 0.0, 0.0]),
+    ]),
+    *cite(ROLI, "official configs/linear/*_ranli.yaml and configs/finetune/*_roli.yaml: PGD-7 "
+                "L-inf 8/255 step 2/255 training, PGD-10 validation, batch 64, cosine with 10 "
+                "warm-up epochs; stage 1 SGD, stage 2 AdamW 1e-4", [
+        ("roli/*.yaml", "model.class_path", "lit_robust.methods.RoLI"),
+        ("roli/*.yaml", f"{M}.attack.init_args", {**LINF_8, "steps": 7, "loss": "ce"}),
+        ("roli/*.yaml", f"{M}.val_attack.init_args", {**LINF_8, "loss": "ce"}),
+        ("roli/*.yaml", "data.init_args.batch_size", 64),
+        ("roli/*.yaml", f"{M}.schedule", "cosine"),
+        ("roli/*.yaml", f"{M}.warmup_epochs", 10),
+        ("roli/*_probe.yaml", f"{M}.stage", "probe"),
+        ("roli/*_probe.yaml", f"{M}.optimizer", "sgd"),
+        ("roli/*_probe.yaml", f"{M}.momentum", 0.9),
+        ("roli/*_finetune.yaml", f"{M}.stage", "finetune"),
+        ("roli/*_finetune.yaml", f"{M}.optimizer", "adamw"),
+        ("roli/*_finetune.yaml", f"{M}.lr", 1e-4),
+        ("roli/cifar10_probe.yaml", f"{M}.lr", 0.05),
+        ("roli/cifar10_*.yaml", f"{M}.weight_decay", 0.01),
+        ("roli/cifar100_probe.yaml", f"{M}.lr", 0.1),
+        ("roli/cifar100_*.yaml", f"{M}.weight_decay", 0.001),
+        ("roli/caltech256_probe.yaml", f"{M}.lr", 0.5),
+        ("roli/caltech256_probe.yaml", f"{M}.weight_decay", 0.01),
+        ("roli/caltech256_finetune.yaml", f"{M}.weight_decay", 1e-4),
+        ("roli/caltech256_*.yaml", "trainer.max_epochs", 40),
+        ("roli/cifar*.yaml", "trainer.max_epochs", 20),
+    ]),
 ]
+
+
+@functools.cache
+def resolved(name: str) -> dict[str, Any]:
+    """The config ``configs/experiments/<name>`` as ``lit-robust --print_config`` resolves it."""
+    out = io.StringIO()
+    with (contextlib.redirect_stdout(out), pytest.raises(SystemExit),
+          mock.patch.object(sys, "argv", ["lit-robust"])):
+        cli(["--config", str(EXPERIMENTS / name), "--print_config"], run=False)
+    return yaml.safe_load(out.getvalue())
 
 
 def _configs() -> list[str]:
@@ -131,17 +299,19 @@ def _configs() -> list[str]:
 
 
 def lookup(config: dict[str, Any], key: str) -> Any:
-    """The value at a dotted key; ``name[Class]`` selects a list entry by its class_path."""
+    """The value at a dotted key; ``name[Class]`` selects the one list entry of that class,
+    ``name[Class@i]`` the i-th of several."""
     value: Any = config
     for part in key.split("."):
-        match = re.fullmatch(r"(\w+)\[(\w+)\]", part)
+        match = re.fullmatch(r"(\w+)\[(\w+)(?:@(\d+))?\]", part)
         if match is None:
             value = value[part]
             continue
         entries = [e for e in value[match.group(1)]
                    if e["class_path"].rsplit(".", 1)[-1] == match.group(2)]
-        assert len(entries) == 1, f"expected one {match.group(2)} in {match.group(1)}"
-        value = entries[0]
+        if match.group(3) is None:
+            assert len(entries) == 1, f"expected one {match.group(2)} in {match.group(1)}"
+        value = entries[int(match.group(3) or 0)]
     return value
 
 
@@ -152,31 +322,55 @@ def _close(actual: Any, expected: Any) -> bool:
     if isinstance(expected, list):
         return isinstance(actual, list) and len(actual) == len(expected) and all(
             _close(a, e) for a, e in zip(actual, expected, strict=True))
-    if isinstance(expected, float) and not isinstance(actual, bool):
-        return isinstance(actual, (int, float)) and actual == pytest.approx(expected, rel=1e-6)
+    numbers = (int, float)
+    if isinstance(expected, numbers) and not isinstance(expected, bool):
+        return (isinstance(actual, numbers) and not isinstance(actual, bool)
+                and actual == pytest.approx(expected, rel=1e-6))
     return type(actual) is type(expected) and actual == expected
 
 
 @pytest.mark.parametrize("name", _configs())
 def test_config_holds_the_papers_settings(name: str) -> None:
-    config = yaml.safe_load((EXPERIMENTS / name).read_text())
-    rows = [(key, value) for pattern, key, value in SETTINGS if fnmatch(name, pattern)]
+    config = resolved(name)
+    rows = [row for row in SETTINGS if fnmatch(name, row.pattern)]
     assert rows, f"{name} matches no row of SETTINGS; add the paper's settings for it"
-    wrong = {key: (lookup(config, key), value) for key, value in rows
-             if not _close(lookup(config, key), value)}
+    wrong = {f"{row.key} ({row.paper}: {row.source})": (lookup(config, row.key), row.value)
+             for row in rows if not _close(lookup(config, row.key), row.value)}
     assert not wrong, f"{name}: (found, paper) = {wrong}"
 
 
-def test_every_row_applies_to_some_config() -> None:
+def test_every_row_applies_to_some_config_and_names_its_source() -> None:
     names = _configs()
-    unused = [pattern for pattern, _, _ in SETTINGS
-              if not any(fnmatch(n, pattern) for n in names)]
+    unused = [row.pattern for row in SETTINGS if not any(fnmatch(n, row.pattern) for n in names)]
     assert not unused, f"rows match no config: {unused}"
+    assert all(row.paper and row.source for row in SETTINGS)
+
+
+def _cartl_source_of(transfer: str) -> str:
+    """The source config whose fixed log folder holds the transfer's ``pretrained``."""
+    version = Path(resolved(transfer)["model"]["init_args"]["pretrained"]).parts[2]
+    (source,) = [name for name in _configs() if name.startswith("cartl/source_")
+                 and resolved(name)["trainer"]["logger"]["init_args"]["version"] == version]
+    return source
+
+
+@pytest.mark.parametrize("name", [n for n in _configs() if n.startswith("cartl/")
+                                  and "_from_" in n and "shared_robust" not in n])
+def test_cartl_transfer_normalizes_and_builds_as_its_source(name: str) -> None:
+    """Frozen blocks and reused statistics only compute what they learned on inputs normalized
+    as the source's; the official code normalizes source and target alike."""
+    target, source = resolved(name)["model"]["init_args"], resolved(_cartl_source_of(name))[
+        "model"]["init_args"]
+    for key in ("mean", "std", "backbone", "backbone_kwargs"):
+        assert _close(target[key], source[key]), (key, target[key], source[key])
+    if "neft" in name:
+        assert target["k"] == source["k"]  # FDM regularized the input of the NEFT blocks
 
 
 def test_comparison_catches_a_wrong_value() -> None:
     assert not _close(0.0031, 0.003)
     assert not _close({"eps": 8 / 255, "steps": 7}, LINF_8)
     assert not _close([30, 40], [30, 50])
-    assert not _close(1, True) and not _close("ce", "kl")
+    assert not _close(1, True) and not _close(True, 1) and not _close("ce", "kl")
     assert _close({**LINF_8, "loss": "ce"}, LINF_8) and _close(0.0078431372, 2 / 255)
+    assert _close([30.0, 50.0], [30, 50]) and not _close(None, 0)
