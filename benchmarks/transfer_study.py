@@ -105,6 +105,14 @@ def runs(scale: str, work: Path, sources: Sequence[str],
     return plan
 
 
+def needs(name: str) -> tuple[str, ...]:
+    """The pre-training a run starts from (none for a pre-training or a random init)."""
+    if name.startswith("pre_"):
+        return ()
+    source = name.split("__")[0]
+    return () if source == "random" else (run_name(source),)
+
+
 def checkpoint(work: Path, source: str) -> Path:
     """The last checkpoint a pre-training run writes."""
     return work / run_name(source) / "lit_robust" / "run" / "checkpoints" / "last.ckpt"

@@ -12,7 +12,8 @@ from lit_robust.models.modes import eval_mode
 class CleanAccuracy(Evaluator):
     """Top-1 accuracy on the unperturbed test images.
 
-    Reports ``{"clean_acc": accuracy}`` (the key is the evaluator's ``name``).
+    Reports ``{"clean_acc": accuracy}`` (the key is the evaluator's ``name``) and keeps which
+    test images were classified correctly (:mod:`~lit_robust.evaluation.per_image`).
 
     Args:
         name: metric name; ``"clean_acc"`` by default.
@@ -22,17 +23,23 @@ class CleanAccuracy(Evaluator):
         super().__init__(name=name)
         self.add_state("correct", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.keep_per_image()
 
     def default_name(self) -> str:
         return "clean_acc"
 
+    def per_image_names(self) -> list[str]:
+        return [self.name]
+
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
-        x, y = self.real_images(x, y)
+        x, y, index = self.real_images_indexed(x, y)
         if y.numel() == 0:
             return
         with eval_mode(model), torch.no_grad():
-            self.correct += (model(x).argmax(dim=1) == y).sum()
+            correct = model(x).argmax(dim=1) == y
+        self.correct += correct.sum()
         self.total += y.numel()
+        self.record_per_image(index, correct.unsqueeze(1))
 
     def compute(self) -> dict[str, float]:
         return {self.name: accuracy(self.correct, self.total, self)}

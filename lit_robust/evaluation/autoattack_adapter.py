@@ -209,6 +209,10 @@ class AutoAttackEvaluator(Evaluator):
         self.add_state("robust_count", default=torch.zeros(len(self.attacks), dtype=torch.long),
                        dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.keep_per_image()
+
+    def per_image_names(self) -> list[str]:
+        return self.metric_names()
 
     def _check_attacks(self, version: str, attacks_to_run: Sequence[str] | None) -> list[str]:
         if version == "standard":
@@ -298,7 +302,7 @@ class AutoAttackEvaluator(Evaluator):
         batches = None if images is None else math.ceil(images / max(len(y), 1))
         progress = self.progress(None if batches is None else batches * len(self.attacks),
                                  "attack runs")
-        x, y = self.real_images(x, y)
+        x, y, positions = self.real_images_indexed(x, y)
         if y.numel() == 0:
             return
         x = x.detach().to(torch.float32).contiguous()
@@ -314,6 +318,7 @@ class AutoAttackEvaluator(Evaluator):
             self._check_num_classes(num_classes)
             adversary = self._adversary(net, num_classes, x.device)
             robust = torch.ones_like(y, dtype=torch.bool)
+            per_attack = []
             for index, attack in enumerate(self.attacks):
                 if bool(robust.any()):
                     remaining = robust.nonzero().squeeze(1)
@@ -323,8 +328,10 @@ class AutoAttackEvaluator(Evaluator):
                     )
                     robust[remaining] = y_adv == y[remaining]
                 self.robust_count[index] += robust.sum()
+                per_attack.append(robust.clone())
                 progress.advance(detail=attack)
         self.total += y.numel()
+        self.record_per_image(positions, torch.stack([per_attack[-1], *per_attack], dim=1))
 
     def compute(self) -> dict[str, float]:
         values = [accuracy(count, self.total, self) for count in self.robust_count]

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from lit_robust.evaluation.per_image import PerImageResult
 from lit_robust.progress import Progress
 
 
@@ -142,10 +143,58 @@ class Evaluator(Metric):
 
     def real_images(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Number this batch (:meth:`global_index`) and drop the sampler's padding copies."""
-        keep = self.is_real(self.global_index(y.shape[0]))
+        x, y, _ = self.real_images_indexed(x, y)
+        return x, y
+
+    def keep_per_image(self) -> None:
+        """Register the states that keep per-image results (:mod:`~lit_robust.evaluation.
+        per_image`); evaluators that record them call this in ``__init__``.
+
+        The states are concatenated across DDP ranks, like the images they describe.
+        """
+        self.add_state("image_index", default=[], dist_reduce_fx="cat")
+        self.add_state("image_values", default=[], dist_reduce_fx="cat")
+
+    def per_image_names(self) -> list[str]:
+        """The metric of each column passed to :meth:`record_per_image` (none by default)."""
+        return []
+
+    def per_image_maximum(self) -> int:
+        """The per-image count of a fully correct image (1: one prediction per image)."""
+        return 1
+
+    def record_per_image(self, index: Tensor, values: Tensor) -> None:
+        """Keep this batch's per-image results.
+
+        Args:
+            index: test-set positions of the batch's real images (:meth:`real_images_indexed`).
+            values: shape ``(images, len(per_image_names()))``: 1/0 for correct or not, or a
+                count of correct predictions up to :meth:`per_image_maximum`.
+        """
+        self.image_index.append(index.to(self.device, torch.long))
+        self.image_values.append(values.to(self.device, torch.long).flatten())
+
+    def per_image(self) -> dict[str, PerImageResult]:
+        """Every recorded metric's per-image results, gathered from all DDP ranks and sorted
+        by test-set position (a collective call under DDP: every rank must make it)."""
+        names = self.per_image_names()
+        if not names or not hasattr(self, "image_index"):
+            return {}
+        with self.sync_context(should_unsync=True):
+            index, values = _concatenated(self.image_index), _concatenated(self.image_values)
+        order = torch.argsort(index)
+        index = index[order].cpu().numpy()
+        values = values.reshape(-1, len(names))[order].cpu().numpy()
+        return {name: PerImageResult(index, values[:, column], self.per_image_maximum())
+                for column, name in enumerate(names)}
+
+    def real_images_indexed(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`real_images` that also returns the kept images' test-set positions."""
+        index = self.global_index(y.shape[0])
+        keep = self.is_real(index)
         if bool(keep.all()):
-            return x, y
-        return x[keep.to(x.device)], y[keep.to(y.device)]
+            return x, y, index
+        return x[keep.to(x.device)], y[keep.to(y.device)], index[keep]
 
     def run_standalone(self, model: nn.Module) -> None:
         """Evaluate on data the evaluator loads itself; called once per test epoch."""
@@ -163,6 +212,15 @@ def enable_progress(evaluators: Iterable[Evaluator], enabled: bool) -> None:
     """
     for evaluator in evaluators:
         evaluator.progress_enabled = enabled
+
+
+def _concatenated(state: list[Tensor] | Tensor) -> Tensor:
+    """A list state (one rank, not synchronized) or its synchronized tensor, as ``int64``."""
+    if isinstance(state, Tensor):
+        return state.long().flatten()
+    if not state:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.cat(state).long()
 
 
 def rank_and_world_size() -> tuple[int, int]:

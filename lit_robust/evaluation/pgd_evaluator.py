@@ -79,9 +79,13 @@ class PGDEvaluator(Evaluator):
         self.add_state("correct", default=torch.zeros(len(self.attacks), dtype=torch.long),
                        dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.keep_per_image()
 
     def default_name(self) -> str:
         return self.attacks[0].name
+
+    def per_image_names(self) -> list[str]:
+        return self.metric_names()
 
     def metric_names(self) -> list[str]:
         """The reported metric names, one per budget."""
@@ -92,9 +96,10 @@ class PGDEvaluator(Evaluator):
         return [f"robust_acc/{self._name}/eps{attack.eps:.4g}" for attack in self.attacks]
 
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:  # type: ignore[override]
-        x, y = self.real_images(x, y)
+        x, y, positions = self.real_images_indexed(x, y)
         if y.numel() == 0:
             return
+        per_image = []
         with attack_mode(model):
             with torch.no_grad():
                 clean_correct = model(x).argmax(dim=1) == y
@@ -103,7 +108,9 @@ class PGDEvaluator(Evaluator):
                 with torch.no_grad():
                     robust = clean_correct & (model(x_adv).argmax(dim=1) == y)
                 self.correct[index] += robust.sum()
+                per_image.append(robust)
         self.total += y.numel()
+        self.record_per_image(positions, torch.stack(per_image, dim=1))
 
     def compute(self) -> dict[str, float]:
         return {

@@ -32,7 +32,9 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 import lit_robust
+from lit_robust.evaluation import per_image as per_image_format
 from lit_robust.evaluation.base import Evaluator
+from lit_robust.evaluation.per_image import PerImageResult
 from lit_robust.evaluation.provenance import (
     evaluated_weights,
     evaluator_settings,
@@ -116,6 +118,8 @@ class RobustnessReport:
             every evaluator's settings (:mod:`lit_robust.evaluation.provenance`).
         num_classes: classes of the task; adds the check ``sanity/clean_above_chance``
             (clean accuracy above 1/num_classes, which an untrained or broken model fails).
+        per_image: which test images each metric got right (:mod:`~lit_robust.evaluation.
+            per_image`), stored compactly under ``per_image`` for paired comparisons.
     """
 
     def __init__(
@@ -127,8 +131,10 @@ class RobustnessReport:
         config: Mapping[str, Any] | None = None,
         provenance: Mapping[str, Any] | None = None,
         num_classes: int | None = None,
+        per_image: Mapping[str, PerImageResult] | None = None,
     ) -> None:
         self.metrics = {key: float(value) for key, value in metrics.items()}
+        self.per_image = dict(per_image or {})
         if "sanity/robust_le_clean" not in self.metrics:
             self.metrics.update(check_metrics(self.metrics, strict=False))
         if num_classes and "clean_acc" in self.metrics:
@@ -167,14 +173,18 @@ class RobustnessReport:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document: metadata, config, metrics (non-finite values as null), groups."""
-        return {
+        """The JSON document: metadata, config, metrics (non-finite values as null), groups,
+        and the per-image results when there are any."""
+        document = {
             "metadata": self.metadata,
             "provenance": self.provenance,
             "config": self.config,
             "metrics": {key: _json_value(value) for key, value in self.metrics.items()},
             "groups": metric_groups(self.metrics),
         }
+        if self.per_image:
+            document["per_image"] = per_image_format.encode(self.per_image)
+        return document
 
     def to_markdown(self) -> str:
         """A metadata table followed by one table of every metric."""
@@ -313,6 +323,7 @@ def finish_evaluation(
     figures: dict[str, Any] = {}
     errors: list[SanityCheckError] = []
     counted: dict[str, int | None] = {}
+    per_image: dict[str, PerImageResult] = {}
     for evaluator in evaluators:
         try:
             results = evaluator.compute()
@@ -327,6 +338,7 @@ def finish_evaluation(
             )
         metrics.update({key: float(value) for key, value in results.items()})
         counted.update(dict.fromkeys(results, images_counted(evaluator)))
+        per_image.update(evaluator.per_image())
         figures.update(evaluator.figures())
         evaluator.reset()
     trainer = module.trainer
@@ -344,6 +356,7 @@ def finish_evaluation(
             "evaluators": [evaluator_settings(evaluator) for evaluator in evaluators],
         },
         num_classes=module.hparams.get("num_classes"),
+        per_image=per_image,
     )
     module.log_dict({f"test/{key}": value for key, value in report.metrics.items()},
                     sync_dist=True)

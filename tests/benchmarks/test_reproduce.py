@@ -24,6 +24,7 @@ import reproduce_plans as plans  # noqa: E402  (beside reproduce.py, which puts 
 SIZE_OPTIONS = {
     "--data.init_args.samples_per_class", "--data.init_args.val_size",
     "--data.init_args.val_samples_per_class", "--data.init_args.test_samples_per_class",
+    "--data.init_args.test_first_n",
     "--data.init_args.batch_size", "--data.init_args.num_workers", "--trainer.max_epochs",
     "--model.init_args.milestones", "--model.init_args.attack.init_args.steps",
     "--model.init_args.evaluators", "--model.init_args.mrc_samples",
@@ -31,16 +32,20 @@ SIZE_OPTIONS = {
     "--model.init_args.mrc_attack.init_args.steps",
     "--model.init_args.interpolation_attack.init_args.steps", "--model.init_args.alphas",
     "--model.init_args.pretrained", "--model.init_args.head_only_epochs",
+    # TWINS at smoke and gpu scale keeps the head fitted first (recorded in its setting)
+    "--model.init_args.reset_head",
     # the transfer study's gpu scale: a larger backbone and resolution, GPU speed settings
     "--model.init_args.backbone", "--model.init_args.backbone_kwargs",
     "--model.init_args.channels_last", "--data.init_args.image_size", "--trainer.precision",
 }
 RESULT_FIELDS = {"paper", "scale", "command", "date", "status", "title", "setting", "metrics",
                  "test_images", "seconds", "runs", "ours", "standard_error", "paper_numbers",
-                 "directions", "comparison_markdown", "fit", "failed_sanity_checks"}
+                 "directions", "comparison_markdown", "fit", "failed_sanity_checks",
+                 "learning_check", "learning_check_enforced", "per_image"}
 DIRECTION_FIELDS = {"text", "metric", "ours", "baseline", "expected", "tolerance_points",
                     "paper_delta", "ours_value", "baseline_value", "delta_points", "se_points",
-                    "verdict"}
+                    "paired_ci_points", "unpaired_ci_points", "test", "p_value", "only_ours",
+                    "only_baseline", "reason", "verdict"}
 
 
 def options(args: tuple[str, ...]) -> dict[str, str]:
@@ -58,9 +63,10 @@ def test_scales_change_only_sizes(paper: str, tmp_path: Path) -> None:
     planned = {scale: build(scale, tmp_path, tmp_path / "models") for scale in reproduce.SCALES}
     for scale in ("cpu", "gpu"):
         base_runs = {run.name: options(run.args) for run in planned["smoke"].runs}
+        methods = set(plans.TWINS_SIZES[scale]["methods"]) if paper == "twins" else set()
         for run in planned[scale].runs:
-            if run.name not in base_runs:  # a source model only the larger scales train
-                assert not run.reported
+            if run.name not in base_runs:  # a source model only the larger scales train, or
+                assert not run.reported or run.name in methods  # TWINS' TRADES pair (cpu)
                 continue
             changed = {key for key in options(run.args).keys() | base_runs[run.name].keys()
                        if options(run.args).get(key) != base_runs[run.name].get(key)}
@@ -69,16 +75,25 @@ def test_scales_change_only_sizes(paper: str, tmp_path: Path) -> None:
     assert configs and all(Path(config).is_file() for config in configs)
 
 
-def test_rift_gpu_trains_its_source_and_cpu_uses_the_shared_model(tmp_path: Path) -> None:
-    gpu = plans.rift("gpu", tmp_path, tmp_path / "models")
-    assert [run.name for run in gpu.runs] == ["source", "base", "rift"]
-    for run in gpu.runs[1:]:
-        assert options(run.args)["--model.init_args.pretrained"] == str(
-            tmp_path / "source" / "lit_robust" / "version_0" / "checkpoints" / "last.ckpt")
-    cpu = plans.rift("cpu", tmp_path, tmp_path / "models")
-    assert [run.name for run in cpu.runs] == ["base", "rift"]
-    assert options(cpu.runs[1].args)["--model.init_args.pretrained"] == str(
+def test_rift_starts_from_the_shared_model_and_twins_gpu_from_a_fitted_head(
+        tmp_path: Path) -> None:
+    for scale in ("cpu", "gpu"):
+        rift = plans.rift(scale, tmp_path, tmp_path / "models")
+        assert [run.name for run in rift.runs] == ["base", "rift"]
+        assert options(rift.runs[1].args)["--model.init_args.pretrained"] == str(
+            tmp_path / "models" / plans.SHARED_MODEL)
+    twins = plans.twins("gpu", tmp_path, tmp_path / "models")
+    assert [(run.name, run.reported, run.needs) for run in twins.runs] == [
+        ("head", False, ()), ("at_ft", True, ("head",)), ("twins_at", True, ("head",))]
+    assert options(twins.runs[0].args)["--model.init_args.pretrained"] == str(
         tmp_path / "models" / plans.SHARED_MODEL)
+    for run in twins.runs[1:]:
+        assert options(run.args)["--model.init_args.pretrained"] == str(
+            tmp_path / "head" / "lit_robust" / "version_0" / "checkpoints" / "last.ckpt")
+        assert options(run.args)["--model.init_args.reset_head"] == "false"
+    assert "head fitted first" in twins.setting
+    assert [claim.ours for claim in twins.claims] == ["twins_at"] * 3
+    assert len(plans.twins("cpu", tmp_path, tmp_path / "models").claims) == 6
 
 
 def test_verdicts() -> None:
@@ -153,27 +168,36 @@ def check_result(result: dict, tmp_path: Path, paper: str, runs: list[str], imag
             n = reproduce.measured_images(report, written["metrics"][metric]) or images
             assert written["standard_error"][run][metric] == pytest.approx(
                 100 * math.sqrt(p * (1 - p) / n), abs=0.02)
+    # smoke: the learning check is recorded for every claim's baseline, not enforced
+    assert written["learning_check_enforced"] is False
+    assert set(written["learning_check"]) == {row["baseline"] for row in written["directions"]}
     for row in written["directions"]:
         assert set(row) == DIRECTION_FIELDS
         assert row["verdict"] in {"reproduced", "not reproduced", "within noise"}
         assert row["delta_points"] == pytest.approx(
             100 * (row["ours_value"] - row["baseline_value"]), abs=0.01)
+        # every evaluated metric kept its per-image results: the claims are paired
+        assert row["test"] in {"exact McNemar", "paired bootstrap"}
+        low, high = row["paired_ci_points"]
+        assert low <= row["delta_points"] <= high
+    assert set(written["per_image"]) == set(written["ours"])
     markdown = (tmp_path / f"reproduce_{paper}_smoke.md").read_text()
     assert "Smoke scale" in markdown and "## Directions" in markdown
     for row in written["directions"]:
-        assert f"| {row['text']} | {row['delta_points']:+.2f} ± " in markdown
+        assert f"| {row['text']} | {row['delta_points']:+.2f} [" in markdown
 
 
 @pytest.mark.slow
 def test_twins_smoke_end_to_end(tmp_path: Path) -> None:
     twins = reproduce.main(["--paper", "twins", "--scale", "smoke", "--results-dir",
                             str(tmp_path), "--work-dir", str(tmp_path / "work")])
-    check_result(twins, tmp_path, "twins", list(plans.TWINS_RUNS), images=43)
+    check_result(twins, tmp_path, "twins", ["head", "at_ft", "twins_at"], images=40,
+                 reported=["at_ft", "twins_at"])
     assert twins["paper_numbers"]["values"] == {}
     # smoke: PGD-2 with the 2/255 step of PGD-10
     assert twins["metrics"]["pgd10"] == "robust_acc/pgd2_linf_eps0.03137_step0.007843"
-    assert "GTSRB is not among its datasets" in twins["paper_numbers"]["setting"]
-    assert len(twins["directions"]) == 6
+    assert "Tiny-ImageNet is not among its" in twins["paper_numbers"]["setting"]
+    assert len(twins["directions"]) == 3
 
 
 @pytest.mark.slow
@@ -231,6 +255,37 @@ def test_study_smoke_end_to_end(tmp_path: Path) -> None:
     assert [(row["ours"], row["baseline"]) for row in study["directions"]][:2] == [
         ("st__at", "random__at")] * 2
     assert len(study["directions"]) == 8
+
+
+def test_a_baseline_that_cannot_learn_stops_the_paper(tmp_path: Path, monkeypatch) -> None:
+    """The first step of a plan runs the baseline and checks that it learns: a tiny CNN whose
+    learning rate is 1e-9 keeps its initial, near-constant predictions (10 % on the 10
+    held-out CIFAR-10 images, under 2 x chance), so the paper stops as uninformative at this
+    scale and the compared run never starts."""
+    work = tmp_path / "work"
+
+    def run(name: str, lr: str) -> plans.Run:
+        return plans.Run(name, (
+            "fit", "--test_after_fit", "true",
+            "--config", str(REPO / "tests/conf/tiny_model.yaml"),
+            "--config", str(REPO / "tests/conf/tiny_cifar10.yaml"),
+            "--model.init_args.lr", lr, "--model.init_args.report_dir", str(work / name),
+            "--trainer.max_epochs", "1", *plans._common(work, name, 0)))
+
+    paper = plans.Paper(
+        title="cannot learn", setting="a tiny CNN at lr 1e-9", metrics=["clean=clean_acc"],
+        runs=[run("method", "0.1"), run("baseline", "1e-9")], baseline="baseline",
+        claims=[plans.Claim("method above baseline", "clean", "method", "baseline", "up")],
+        paper_setting="none", paper_values={})
+    monkeypatch.setitem(reproduce.PLANS, "rift", lambda scale, work, models: paper)
+    result = reproduce.reproduce("rift", "cpu", tmp_path, work, tmp_path / "models")
+    assert result["status"] == "uninformative"
+    assert result["message"].startswith("uninformative at this scale; no claim is judged")
+    check = result["learning_check"]["baseline"]
+    assert not check["learns"] and check["classes"] == 10 and check["images"] == 10
+    assert list(result["runs"]) == ["baseline"] and not (work / "method").exists()
+    markdown = (tmp_path / "reproduce_rift_cpu.md").read_text()
+    assert "**Uninformative at this scale; no claim is judged" in markdown
 
 
 def test_a_certification_metric_is_measured_on_its_own_images() -> None:

@@ -65,6 +65,12 @@ def _counts(evaluators: list[Evaluator]) -> dict[str, int]:
     }
 
 
+def _per_image(evaluators: list[Evaluator]) -> dict[str, list[list[int]]]:
+    """Every kept per-image result as ``[indices, values]`` (gathered from all ranks)."""
+    return {name: [result.index.tolist(), result.values.tolist()]
+            for evaluator in evaluators for name, result in evaluator.per_image().items()}
+
+
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                                          world_size=2)
@@ -75,7 +81,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         evaluators = _evaluators()
         metrics = evaluate(_model(), loader, evaluators)
         result = {"metrics": metrics, "counts": _counts(evaluators),
-                  "seen": len(loader.sampler)}
+                  "seen": len(loader.sampler), "per_image": _per_image(evaluators)}
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
     finally:
         torch.distributed.destroy_process_group()
@@ -100,6 +106,13 @@ def test_two_processes_count_each_image_once(tmp_path: Path) -> None:
             assert result["metrics"][key] == pytest.approx(expected[key]), key
     for key in _counts(single):
         assert [r["counts"][key] for r in results] == [4, 3], key
+    # per-image results are gathered from both ranks: every image once, in index order
+    kept = _per_image(single)
+    assert kept["clean_acc"] == [list(range(NUM_IMAGES)), [0, 1, 1, 1, 1, 1, 1]]
+    for result in results:
+        assert set(result["per_image"]) == set(kept)
+        for name in ("clean_acc", "robust_acc/pgd/eps0", "corruption_acc/mean"):
+            assert result["per_image"][name] == kept[name], name
 
 
 def test_padding_is_dropped_by_global_index(monkeypatch: pytest.MonkeyPatch) -> None:

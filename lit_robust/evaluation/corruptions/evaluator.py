@@ -115,9 +115,18 @@ class CorruptionRobustness(Evaluator):
                        dist_reduce_fx="sum")
         self.add_state("total", default=torch.zeros(shape, dtype=torch.long),
                        dist_reduce_fx="sum")
+        self.keep_per_image()
 
     def default_name(self) -> str:
         return "corruption_acc"
+
+    def per_image_names(self) -> list[str]:
+        """Generated corruptions keep, per test image, how many of the corruption × severity
+        conditions it was classified correctly under (``<name>/mean`` image by image)."""
+        return [f"{self.name}/mean"] if self.source == "generate" else []
+
+    def per_image_maximum(self) -> int:
+        return self._passes()
 
     def reset(self) -> None:
         """Clear the counts and restart the image numbering and the noise streams."""
@@ -143,14 +152,16 @@ class CorruptionRobustness(Evaluator):
         if not bool(keep.all()):
             x, y = x[keep.to(x.device)], y[keep.to(y.device)]
         self._batches += 1
+        correct_count = torch.zeros_like(y)
         with torch.no_grad(), eval_mode(model):
             for i, corruption in enumerate(self.corruptions):
                 for j, severity in enumerate(self.severities):
                     generator = torch.Generator(device=x.device)
                     generator.manual_seed(_seed(self.seed, i, severity, rank, self._batches))
                     corrupted = corrupt(x, corruption, severity, generator, self.preset)
-                    self._count(model(corrupted), y, i, j)
+                    correct_count += self._count(model(corrupted), y, i, j)
                     progress.advance(detail=f"{corruption} {severity}")
+        self.record_per_image(index[keep], correct_count.unsqueeze(1))
 
     def run_standalone(self, model: nn.Module) -> None:
         """``"files"``: evaluate this process's share of the published benchmark images."""
@@ -222,9 +233,12 @@ class CorruptionRobustness(Evaluator):
     def _passes(self) -> int:
         return len(self.corruptions) * len(self.severities)
 
-    def _count(self, logits: Tensor, y: Tensor, i: int, j: int) -> None:
-        self.correct[i, j] += (logits.argmax(dim=1) == y).sum()
+    def _count(self, logits: Tensor, y: Tensor, i: int, j: int) -> Tensor:
+        """Count one condition's correct predictions; returns them image by image."""
+        correct = logits.argmax(dim=1) == y
+        self.correct[i, j] += correct.sum()
         self.total[i, j] += y.numel()
+        return correct.long()
 
 
 def _seed(seed: int, corruption: int, severity: int, rank: int, batch: int) -> int:
