@@ -83,6 +83,7 @@ class RoLI(AdversarialTraining):
                                  "stage 2")
         super().__init__(**kwargs)
         self.stage = stage
+        self.keeps_source_layers = stage == "probe"  # the frozen backbone's normalization
         self.probe_checkpoint = probe_checkpoint
         self.best_head: dict[str, Tensor] | None = None
         self.best_head_accuracy = -math.inf

@@ -126,6 +126,9 @@ def test_stage_arguments_are_checked() -> None:
         RoLI(stage="probe", peft=object())
     with pytest.raises(ValueError, match="stage must be 'probe' or 'finetune'"):
         RoLI(stage="both")
+    # stage 1 keeps the source's layers, so it adopts (or insists on) its normalization
+    assert RoLI(stage="probe").keeps_source_layers
+    assert not RoLI(stage="finetune", probe_checkpoint="a.ckpt").keeps_source_layers
 
 
 PAIRS = sorted(p.name.removesuffix("_probe.yaml")
