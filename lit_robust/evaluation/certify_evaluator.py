@@ -46,6 +46,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from lit_robust.evaluation.base import Evaluator, rank_and_world_size
 from lit_robust.evaluation.certification_stats import smallest_certifying_n
+from lit_robust.evaluation.per_image import PerImageResult
 from lit_robust.evaluation.smoothing import ABSTAIN, SmoothedClassifier
 
 _RECORDS = ("cert_index", "cert_label", "cert_prediction", "cert_radius", "cert_seconds")
@@ -261,6 +262,20 @@ class SmoothingCertification(Evaluator):
         metrics[f"{prefix}/seconds_per_image"] = _mean(records["seconds"])
         metrics[f"{prefix}/num_images"] = float(count)
         return metrics
+
+    def per_image(self) -> dict[str, PerImageResult]:
+        """For every radius r, each certified image's 1/0 of ``certified_acc@r`` (correct with
+        a radius of at least r), keyed by test-set position, so that two runs certified on
+        the same images are compared image by image (:mod:`~lit_robust.evaluation.per_image`).
+        Uses the records :meth:`compute` gathered from every rank."""
+        records = self._records
+        if records is None:
+            with self.sync_context(should_unsync=True):
+                records = self._gathered_records()
+        correct = (records["prediction"] == records["label"]) & (records["prediction"] != ABSTAIN)
+        index = records["index"].astype(np.int64)
+        return {f"{self.name}/certified_acc@{r:g}": PerImageResult(
+            index, (correct & (records["radius"] >= r)).astype(np.int64)) for r in self.radii}
 
     def figures(self) -> dict[str, Any]:
         """Certified accuracy as a function of the L2 radius (needs :meth:`compute` first)."""
