@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Callback, LightningDataModule, Trainer
+from lightning.pytorch import Callback, LightningDataModule, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
@@ -255,10 +255,14 @@ def _adversarially_trained_tiny_cnn(tmp_path: Path, data: LightningDataModule) -
     return path
 
 
-@pytest.mark.slow
-def test_rift_end_to_end_on_real_cifar10(tmp_path) -> None:
+def rift_on_real_cifar10(tmp_path: Path, seed: int) -> tuple[RiFT, Snapshots, list[dict]]:
+    """RiFT on a tiny CNN adversarially trained (FGSM-RS-like PGD-1, 4 epochs) on 1,000 real
+    CIFAR-10 images: MRC on 200 validation images, 3 fine-tuning epochs, the α sweep; returns
+    the method, its weight snapshots and the logged sweep. Everything random comes from
+    ``seed``."""
     from lit_robust.data import CIFAR10DataModule
 
+    seed_everything(seed, verbose=False)
     data = CIFAR10DataModule(samples_per_class=100, val_size=200, val_samples_per_class=20,
                              test_samples_per_class=10, batch_size=64, num_workers=0)
     base = _adversarially_trained_tiny_cnn(tmp_path, data)
@@ -268,6 +272,21 @@ def test_rift_end_to_end_on_real_cifar10(tmp_path) -> None:
     snapshots = Snapshots()
     logger = TensorBoardLogger(str(tmp_path), name="rift")
     _trainer(tmp_path, [snapshots], max_epochs=3, logger=logger).fit(model, data)
+    sweep = json.loads((Path(logger.log_dir) / "rift_summary.json").read_text())["sweep"]
+    return model, snapshots, sweep
+
+
+@pytest.mark.slow
+def test_rift_end_to_end_on_real_cifar10(tmp_path) -> None:
+    """:func:`rift_on_real_cifar10` with seed 0.
+
+    Seeds 0-4: PGD-5 accuracy of the base model (α = 0) on the 200 validation images
+    14.5-18.5% (one standard error 2.5 points); chosen α 0, 0.1, 1, 0.6, 0. Threshold: the base
+    model above 10%. A selection that ignores robustness (a planted bug: the best clean α)
+    chose α 0.6 and 0.8 for seeds 0 and 1, whose robust accuracy fell 1-2 points below α = 0's,
+    and fails.
+    """
+    model, snapshots, sweep = rift_on_real_cifar10(tmp_path, seed=0)
     # 1. the search ran over every module and chose the least critical one
     rows = model.mrc_table
     assert [r.module for r in rows] == ["layer1.conv", "layer2.conv", "layer3.conv",
@@ -278,10 +297,9 @@ def test_rift_end_to_end_on_real_cifar10(tmp_path) -> None:
     assert _changed(snapshots.base, snapshots.finetuned) <= {
         f"net.{model.finetuned_modules[0]}.weight", f"net.{model.finetuned_modules[0]}.bias"}
     # 3. the selected α keeps the validation robustness of α = 0 (read from the logged sweep)
-    sweep = json.loads((Path(logger.log_dir) / "rift_summary.json").read_text())["sweep"]
     assert len(sweep) == 11 and sweep[0]["alpha"] == 0.0
     robust_at_zero = sweep[0]["robust_acc"]
-    assert robust_at_zero > 0.05  # the base model is robust on real images
+    assert robust_at_zero > 0.10  # the base model is robust on real images
     qualifying = [p for p in sweep if p["robust_acc"] >= robust_at_zero - 0.001]
     chosen = next(p for p in sweep if p["alpha"] == model.alpha)
     assert chosen in qualifying

@@ -128,29 +128,42 @@ def test_cli_fit_then_test_certifies(config: str, tmp_path: Path, monkeypatch) -
     assert report["metrics"]["smoothing_sigma0.5/acr"] == results["smoothing_sigma0.5/acr"]
 
 
-def train_and_certify(model) -> dict[str, float]:
-    """Train on 1,500 real CIFAR-10 images for 8 epochs; certify 80 test images."""
-    return fit_and_test_on_cifar10(model, samples_per_class=150, test_samples_per_class=8, epochs=8)
-
-
-@pytest.mark.slow
-def test_noise_training_certifies_a_larger_radius_than_standard_training() -> None:
-    """Measured here (tiny_cnn, 1,500 images, 8 epochs, 80 test images, σ = 0.25, n = 100):
-    standard training ACR 0.050 and certified accuracy 15%, Gaussian augmentation ACR 0.129
-    and 44%; with other seeds and test images ST 0.04–0.07 and GA 0.11–0.13. The largest
-    possible radius with n = 100 is 0.375."""
+def st_and_ga_certified_on_real_cifar10(seed: int) -> dict[str, dict[str, float]]:
+    """Standard training and Gaussian augmentation (σ = 0.25) of tiny_cnn on 1,500 real
+    CIFAR-10 images for 8 epochs; certification of 80 test images (n0 = 10, n = 100)."""
     def evaluators() -> list:
         return [CleanAccuracy(), SmoothingCertification(sigma=0.25, n0=10, n=100, skip=1,
                                                         max_images=None, batch_size=1100)]
 
+    def train_and_certify(model) -> dict[str, float]:
+        return fit_and_test_on_cifar10(model, samples_per_class=150, test_samples_per_class=8,
+                                       epochs=8, seed=seed)
+
     common = dict(backbone="tiny_cnn", lr=0.05, schedule="cosine", val_attack=None)
-    st = train_and_certify(StandardTraining(**common, evaluators=evaluators()))
-    ga = train_and_certify(GaussianAugmentation(sigma=0.25, **common, evaluators=evaluators()))
-    print({"st": st, "ga": ga})
+    return {"st": train_and_certify(StandardTraining(**common, evaluators=evaluators())),
+            "ga": train_and_certify(GaussianAugmentation(sigma=0.25, **common,
+                                                         evaluators=evaluators()))}
+
+
+@pytest.mark.slow
+def test_noise_training_certifies_a_larger_radius_than_standard_training() -> None:
+    """:func:`st_and_ga_certified_on_real_cifar10` with seed 0. The largest possible radius
+    with n = 100 is 0.375.
+
+    Seeds 0-4: ACR ST 0.050-0.070, GA 0.105-0.133 (GA above ST by 0.053-0.079, 1.76-2.58
+    times ST's); certified accuracy at radius 0 ST 13.8-27.5%, GA 35.0-45.0% (GA above ST by
+    15.0-31.3 points; one image is 1.25 points). Thresholds, with margins of 0.018 in ACR,
+    0.36 in the ratio and 5 points: GA's ACR above ST's by 0.035 and 1.4 times it, GA's
+    certified accuracy 10 points above. Gaussian augmentation without its noise (a planted
+    bug) is standard training and fails all three.
+    """
+    results = st_and_ga_certified_on_real_cifar10(seed=0)
+    st, ga = results["st"], results["ga"]
+    print(results)
     acr, acc = "smoothing_sigma0.25/acr", "smoothing_sigma0.25/certified_acc@0"
     assert st["smoothing_sigma0.25/num_images"] == ga["smoothing_sigma0.25/num_images"] == 80
     assert ga[acr] > st[acr] + 0.035
-    assert ga[acr] > 1.5 * st[acr]
+    assert ga[acr] > 1.4 * st[acr]
     assert ga[acc] > st[acc] + 0.1
 
 
