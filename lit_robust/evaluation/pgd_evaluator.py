@@ -21,7 +21,10 @@ class PGDEvaluator(Evaluator):
 
     Each example keeps its worst case over the restarts (:func:`lit_robust.attacks.pgd`).
     As in AutoAttack, an example counts as robust only when it is classified correctly both
-    clean and under attack, so robust accuracy never exceeds clean accuracy.
+    clean and under attack, so robust accuracy never exceeds clean accuracy. The random starts
+    of test image i are drawn from the attack's ``seed``, i's index in the test set and the
+    restart only, so every image gets the same attack whatever the batch size, the DDP shard
+    or the number of processes, and a DDP evaluation equals a one-process one image by image.
 
     The attack is given either as a :class:`~lit_robust.attacks.PGDAttack`, configured as the
     methods' training attacks are (YAML ``attack: {class_path: lit_robust.attacks.PGDAttack,
@@ -104,7 +107,7 @@ class PGDEvaluator(Evaluator):
             with torch.no_grad():
                 clean_correct = model(x).argmax(dim=1) == y
             for index, attack in enumerate(self.attacks):
-                x_adv = attack(model, x, y)
+                x_adv = attack(model, x, y, indices=positions)
                 with torch.no_grad():
                     robust = clean_correct & (model(x_adv).argmax(dim=1) == y)
                 self.correct[index] += robust.sum()
