@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import Trainer
+from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
@@ -293,12 +293,15 @@ def test_cli_checkpoint_holds_both_wings_and_restores_them(tmp_path: Path, monke
     assert "clean_acc" in test.model.test_results
 
 
-@pytest.mark.slow
-def test_twins_transfers_a_robust_cifar10_model_to_real_gtsrb(tmp_path: Path) -> None:
-    """Source: tiny CNN adversarially trained on 1,000 real CIFAR-10 images (4 epochs, PGD-3 at
-    4/255). Target: TWINS-AT on 860 real GTSRB images (12 epochs), tested on 215 GTSRB test
-    images with PGD-10 at 4/255. Measured here: 14.9% clean, 9.3% PGD-10 accuracy (chance is
-    1/43 = 2.3%; about 50 s of CPU time in one thread)."""
+REAL_ROBUST = "robust_acc/pgd10_linf_eps0.01569"
+
+
+def twins_on_real_gtsrb(tmp_path: Path, seed: int) -> tuple[dict[str, float],
+                                                            AdversarialTraining, TWINS]:
+    """Source: tiny CNN adversarially trained on 1,000 real CIFAR-10 images (4 epochs, PGD-3
+    at 4/255). Target: TWINS-AT on 860 real GTSRB images (12 epochs), tested on 215 GTSRB test
+    images with PGD-10 at 4/255. Everything random comes from ``seed``."""
+    seed_everything(seed, verbose=False)
     torch.set_num_threads(1)  # far faster than 2 threads on a shared, busy CPU
     eps = 4 / 255
     attack = PGDAttack(eps=eps, step_size=eps / 2, steps=3)
@@ -322,12 +325,28 @@ def test_twins_transfers_a_robust_cifar10_model_to_real_gtsrb(tmp_path: Path) ->
     trainer = Trainer(max_epochs=12, **fit_args)
     trainer.fit(model, gtsrb)
     trainer.test(model, gtsrb, verbose=False)
+    return model.test_results, source, model
 
-    results = model.test_results
+
+@pytest.mark.slow
+def test_twins_transfers_a_robust_cifar10_model_to_real_gtsrb(tmp_path: Path) -> None:
+    """:func:`twins_on_real_gtsrb` with seed 0 (about 50 s of CPU time in one thread).
+
+    Seeds 0-4: clean 10.2-17.2%, PGD-10 3.7-10.7%, PGD-10 below clean by 5.6-7.4 points
+    (chance is 1/43 = 2.3%; one standard error on 215 images is 2.1 points at 10%, 1.3 at
+    4%). Thresholds, about 1.5 standard errors beyond the lowest seed: clean above 7%, PGD-10
+    above 2% and at least 2 points below clean. Planted bugs that fail: the frozen wing
+    updating its statistics (the ``torch.equal`` check), no learning (a zero loss: clean at
+    chance), an evaluation attack that never moves (PGD-10 = clean). At this scale the test
+    cannot tell TWINS-AT from fine-tuning on clean images (4.2% and 7.0% PGD-10 for seeds 0
+    and 1, within the spread above); the training objective is pinned by the hand-computed
+    loss tests of this module.
+    """
+    results, source, model = twins_on_real_gtsrb(tmp_path, seed=0)
     print({name: round(value, 3) for name, value in results.items()})
-    robust = results["robust_acc/pgd10_linf_eps0.01569"]
-    assert results["clean_acc"] > 0.09
-    assert robust > 0.05  # > 2x chance
+    assert results["clean_acc"] > 0.07
+    assert results[REAL_ROBUST] > 0.02
+    assert results[REAL_ROBUST] < results["clean_acc"] - 0.02
     # the frozen wing still holds the CIFAR-10 statistics; the adaptive wing learned GTSRB's
     source_bn = source.model.net.layer3.bn
     dual = model.model.net.layer3.bn
