@@ -218,7 +218,10 @@ def reproduce(paper_name: str, scale: str, results_dir: Path, work: Path,
                           check["reason"].removeprefix(f"{UNINFORMATIVE}: ")
                           for check in checks.values()))
         return _write(result, results_dir)
-    wanted = [name for claim in informative for name in (claim.ours, claim.baseline)]
+    # every reported run, but those only uninformative claims compare (and what only they need)
+    judged_runs = {name for claim in informative for name in (claim.ours, claim.baseline)}
+    skipped = {claim.ours for claim in paper.claims} - judged_runs - set(baselines)
+    wanted = [run.name for run in paper.runs if run.reported and run.name not in skipped]
     facts.update(run_all([run for run in needed(paper.runs, wanted) if run.name not in facts],
                          work))
     compared = [run.name for run in paper.runs if run.reported and run.name in facts]

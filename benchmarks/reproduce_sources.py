@@ -126,12 +126,34 @@ def cartl_fdm(scale: str, work: Path, models: Path) -> Paper:
 
 
 # The study from given sources: GTSRB images per class (None: the config's) and test images
-# per class (None: all), epochs of each fine-tuning (None: the config's 8).
+# per class (None: all), epochs of each fine-tuning (None: the config's 8), and the evaluation
+# sizes: APGD-CE iterations (RA-WB), Square queries (RA-BB), certification (n0, n, images).
+# ``cpu`` and ``gpu`` evaluate as the configs do.
 STUDY_SOURCES_SIZES = {
-    "smoke": dict(train=2, test=1, epochs=1, batch=43, workers=0),
-    "cpu": dict(train=None, test=None, epochs=None, batch=64, workers=0),
-    "gpu": dict(train=None, test=None, epochs=15, batch=128, workers=8),
+    "smoke": dict(train=2, test=1, epochs=1, batch=43, workers=0, apgd=2, square=10,
+                  certify=(4, 16, 5)),
+    "cpu": dict(train=None, test=None, epochs=None, batch=64, workers=0, apgd=20, square=300,
+                certify=(20, 200, 50)),
+    "gpu": dict(train=None, test=None, epochs=15, batch=128, workers=8, apgd=20, square=300,
+                certify=(20, 200, 50)),
 }
+
+
+def _study_evaluators(size: dict) -> str:
+    """The fine-tuning configs' evaluators (the same names) at this scale's sizes."""
+    n0, n, certified = size["certify"]
+    attack = {"norm": "L2", "eps": 0.5, "version": "custom"}
+    return json.dumps([
+        {"class_path": "lit_robust.evaluation.CleanAccuracy"},
+        {"class_path": "lit_robust.evaluation.AutoAttackEvaluator",
+         "init_args": {**attack, "attacks_to_run": ["apgd-ce"], "apgd_n_iter": size["apgd"],
+                       "apgd_n_restarts": 1, "name": "ra_wb_apgd_ce_l2_eps0.5"}},
+        {"class_path": "lit_robust.evaluation.AutoAttackEvaluator",
+         "init_args": {**attack, "attacks_to_run": ["square"],
+                       "square_n_queries": size["square"], "name": "ra_bb_square_l2_eps0.5"}},
+        {"class_path": "lit_robust.evaluation.SmoothingCertification",
+         "init_args": {"sigma": 0.5, "n0": n0, "n": n, "alpha": 0.001, "max_images": certified,
+                       "radii": [0.0, 0.25, 0.5, 0.75, 1.0]}}])
 STUDY_SOURCES = {"random": "random init", "standard": "standard", "robust": "robust"}
 STUDY_FINETUNING = {"at": "AT", "cr": "CR"}
 STUDY_METRICS = ["SA=clean_acc", "RA-WB=robust_acc/ra_wb*", "RA-BB=robust_acc/ra_bb*"]
@@ -152,6 +174,7 @@ def study_sources(scale: str, work: Path, models: Path) -> Paper:
                     "--model.init_args.backbone_kwargs", "null",
                     "--model.init_args.mean", "[0, 0, 0]", "--model.init_args.std", "[1, 1, 1]",
                     "--model.init_args.report_dir", str(work / name),
+                    "--model.init_args.evaluators", _study_evaluators(size),
                     "--data.init_args.batch_size", str(size["batch"]),
                     *_common(work, name, size["workers"])]
             if source in files:

@@ -135,10 +135,8 @@ def cartl_fdm_work(scale: str, counts: dict) -> list[Work]:
 
 
 # The study's fine-tuning configs (configs/experiments/transfer/self_contained/finetune_*.yaml):
-# training attack steps (AT) or noisy copies (CR), APGD-CE iterations, Square queries and the
-# certification (images, n0, n).
-STUDY_CONFIG = {"at_steps": 3, "cr_copies": 2, "apgd_iterations": 20, "square_queries": 300,
-                "certified": (50, 20, 200), "val_size": 500}
+# training attack steps (AT) or noisy copies (CR) and the validation split.
+STUDY_CONFIG = {"at_steps": 3, "cr_copies": 2, "val_size": 500}
 
 
 def study_sources_work(scale: str, counts: dict) -> list[Work]:
@@ -150,9 +148,10 @@ def study_sources_work(scale: str, counts: dict) -> list[Work]:
         train, val = size["train"] * 43, 0
     test = images(counts, "gtsrb", "test") if size["test"] is None else size["test"] * 43
     epochs = 8 if size["epochs"] is None else size["epochs"]
-    tests = (evaluation(test, aa_iterations=STUDY_CONFIG["apgd_iterations"])
-             + Work(forward=test * STUDY_CONFIG["square_queries"])
-             + certification(*STUDY_CONFIG["certified"]) + Work(forward=val * epochs, runs=1))
+    n0, n, certified = size["certify"]
+    tests = (evaluation(test, aa_iterations=size["apgd"])
+             + Work(forward=test * size["square"])
+             + certification(min(certified, test), n0, n) + Work(forward=val * epochs, runs=1))
     at = training(train, epochs, STUDY_CONFIG["at_steps"]) + tests
     cr = training(train * STUDY_CONFIG["cr_copies"], epochs) + tests
     return [at, cr] * len(reproduce_sources.STUDY_SOURCES)

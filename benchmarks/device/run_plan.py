@@ -92,7 +92,7 @@ def estimate_lines(plan: str, works: dict[str, Work], rates: dict[str, dict]) ->
     """The estimate table printed at the start (and kept in the plan's markdown)."""
     names = list(rates)
     lines = [f"Time estimate of plan {plan} from counted work (image passes of the ResNet-18 at "
-             "32 px, upper bounds) and measured throughput:", "",
+             "32 px; benchmarks/device/work.py) and measured throughput:", "",
              "| step | forward passes | forward + backward passes | runs | "
              + " | ".join(f"{name} (s)" for name in names) + " |",
              "|---|---|---|---|" + "---|" * len(names)]
@@ -148,13 +148,19 @@ def plan_markdown(record: dict) -> str:
              f"`{record['command']}` ({record['date']}), device {record['device']}.", "",
              *record["estimate"], "", "## Steps", "",
              "| step | status | estimated (s) | took (s) | result |", "|---|---|---|---|---|"]
+    summaries = []
     for name, step in record["steps"].items():
-        detail = step.get("message") or ", ".join(step.get("files", [])) or "; ".join(
-            step.get("summary", []))
+        detail = step.get("message") or ", ".join(step.get("files", []))
+        if step.get("summary"):
+            detail = detail or "figures below"
+            summaries += step["summary"]
         took = "–" if step.get("seconds") is None else f"{step['seconds']:.0f}"
         lines.append(f"| {name} | {step['status']} | {step['estimated_s']:.0f} | {took} | "
                      f"{detail} |")
     lines += ["", f"Total {record['seconds']:.0f} s of a {record['budget_s']:.0f} s budget."]
+    if summaries:
+        lines += ["", "## Figures (gpu_suite.py)", "", "| step | figure | value |",
+                  "|---|---|---|", *summaries]
     return "\n".join(lines) + "\n"
 
 
@@ -189,10 +195,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if device.type == "cuda":
         rates[f"{torch.cuda.get_device_name(device)}, measured now"] = device_rates(device, cpu)
     guard = rates[list(rates)[-1] if device.type == "cuda" else "CPU here"]
+    pre_run = rates["H200 before any GPU run"]
+    compute = sum(work.seconds({**pre_run, "startup_s_per_run": 0.0}) for work in works.values())
+    startup = sum(work.runs for work in works.values()) * pre_run["startup_s_per_run"]
+    margin = ("" if args.smoke else
+              f" The pre-run H200 figure assumes the GPU reaches the fraction of its matrix "
+              f"ceiling that this CPU reaches, a lower bound: the plan fits {budget:.0f} s unless "
+              f"the GPU is more than {(budget - startup) / compute:,.0f}x slower than that.")
     estimate = estimate_lines(args.plan, works, rates) + [
-        "", f"H200 / CPU matrix-rate ratio {gpu_ratio(cpu):,.0f} (benchmarks/device/work.py); "
-        f"the steps are guarded with the {'measured device' if device.type == 'cuda' else 'CPU'}"
-        f" figures against a {budget:.0f} s budget."]
+        "", f"H200 / CPU matrix-rate ratio {gpu_ratio(cpu):,.0f} (benchmarks/device/work.py)."
+        f"{margin} The steps are guarded with the "
+        f"{'measured device' if device.type == 'cuda' else 'CPU'} figures against a "
+        f"{budget:.0f} s budget."]
     print("\n".join(estimate), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     steps: dict[str, dict] = {}
