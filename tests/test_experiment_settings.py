@@ -78,6 +78,11 @@ SETTINGS: list[Setting] = [
         ("twins/*_twins_trades.yaml", f"{M}.variant", "trades"),
         ("twins/*_at_ft.yaml", "model.class_path", "lit_robust.methods.AdversarialTraining"),
     ]),
+    *cite(TWINS, "official TWINS_cifar/train-TWINS-AT.py: trains on the whole training split and "
+                 "saves the last model (its best-checkpoint save is commented out)", [
+        ("twins/cifar*.yaml", f"{D}.val_size", 0),
+        ("twins/caltech256_*.yaml", f"{D}.val_size", 0),
+    ]),
     *cite(TWINS, "official TWINS_cifar/train-TWINS-AT.py (SGD, MultiStepLR at epochs 30, 50)", [
         ("twins/*.yaml", f"{M}.momentum", 0.9),
         ("twins/*.yaml", f"{M}.schedule", "multistep"),
