@@ -102,16 +102,35 @@ def _state(run) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in run.model.model.state_dict().items()}
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """``run(method)``: the uninterrupted fit of ``method`` and its log folder, fitted once per
+    module (the checkpoint policy saves what a run computes and never changes it)."""
+    runs = {}
+
+    def run(method: str):
+        if method not in runs:
+            folder = tmp_path_factory.mktemp(f"whole_{method}")
+            with pytest.MonkeyPatch.context() as patch:
+                patch.chdir(folder)
+                patch.setattr(sys, "argv", ["lit-robust"])
+                runs[method] = cli(["fit", *_args(folder, method, folder / "whole")])
+            runs[method].log_root = folder / "whole"
+        return runs[method]
+
+    return run
+
+
 @pytest.mark.parametrize("method", [
     "AdversarialTraining",
     pytest.param("RiFT", marks=pytest.mark.slow),
     pytest.param("TWINS", marks=pytest.mark.slow),
 ])
 def test_a_killed_fit_resumes_to_the_uninterrupted_result(method: str, tmp_path: Path,
-                                                         monkeypatch) -> None:
+                                                         monkeypatch, uninterrupted) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lit-robust"])
-    whole = cli(["fit", *_args(tmp_path, method, tmp_path / "whole")])
+    whole = uninterrupted(method)
     assert whole.trainer.global_step == 15
 
     interrupted = _args(tmp_path, method, tmp_path / "interrupted")
@@ -131,8 +150,8 @@ def test_a_killed_fit_resumes_to_the_uninterrupted_result(method: str, tmp_path:
     actual = _state(resumed)
     # epoch 1's train/loss covers batches 1-4 after the resume, all 5 without one
     run = Path("lit_robust") / "version_0"
-    losses = list(_scalars(tmp_path / "whole" / run, "train/loss_step").values())
-    whole_epochs = _scalars(tmp_path / "whole" / run, "train/loss_epoch")
+    losses = list(_scalars(whole.log_root / run, "train/loss_step").values())
+    whole_epochs = _scalars(whole.log_root / run, "train/loss_epoch")
     resumed_epochs = _scalars(tmp_path / "interrupted" / run, "train/loss_epoch")
     epoch_1 = sorted(whole_epochs)[1]
     assert len(losses) == 15
@@ -165,7 +184,7 @@ def _assert_same_weights_and_validation(whole, resumed) -> None:
 
 
 def test_a_fit_killed_after_an_end_of_epoch_checkpoint_resumes_to_the_uninterrupted_result(
-        tmp_path: Path, monkeypatch) -> None:
+        tmp_path: Path, monkeypatch, uninterrupted) -> None:
     """The default checkpoints (end of epoch only): killed at step 7 of 15, resumed from epoch
     0's last.ckpt (step 5). It used to end with other weights (max |dw| 0.04): each epoch's
     DataLoader iterator drew a seed from the global generator, in the uninterrupted run after
@@ -173,7 +192,7 @@ def test_a_fit_killed_after_an_end_of_epoch_checkpoint_resumes_to_the_uninterrup
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lit-robust"])
     method = "AdversarialTraining"
-    whole = cli(["fit", *_args(tmp_path, method, tmp_path / "whole", every_n_steps=None)])
+    whole = uninterrupted(method)
     interrupted = _args(tmp_path, method, tmp_path / "interrupted", every_n_steps=None)
     _killed_run(tmp_path, interrupted)
     last = tmp_path / "interrupted" / "lit_robust" / "version_0" / "checkpoints" / "last.ckpt"
@@ -185,7 +204,7 @@ def test_a_fit_killed_after_an_end_of_epoch_checkpoint_resumes_to_the_uninterrup
     assert resumed.trainer.global_step == 15
     _assert_same_weights_and_validation(whole, resumed)
     run = Path("lit_robust") / "version_0"
-    whole_epochs = _scalars(tmp_path / "whole" / run, "train/loss_epoch")
+    whole_epochs = _scalars(whole.log_root / run, "train/loss_epoch")
     resumed_epochs = _scalars(tmp_path / "interrupted" / run, "train/loss_epoch")
     assert len(whole_epochs) == 3  # epochs 1 and 2, trained after the resume, are whole
     assert sorted(resumed_epochs.items())[-2:] == sorted(whole_epochs.items())[-2:]
