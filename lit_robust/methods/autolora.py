@@ -17,6 +17,7 @@ from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from lit_robust.attacks import PGDAttack
+from lit_robust.errors import ConfigurationError
 from lit_robust.losses import trades_kl
 from lit_robust.methods.adversarial import AdversarialTraining
 from lit_robust.methods.auto_lr import AutoLRRule, AutomaticLearningRate
@@ -195,7 +196,7 @@ class AutoLoRa(AdversarialTraining):
         super().on_train_start()
         if self.auto_lr is not None:
             if self.val_attack is None or sum(self.trainer.num_val_batches) == 0:
-                raise ValueError(
+                raise ConfigurationError(
                     "AutoLoRa's automatic learning rate follows the robust accuracy on the "
                     "held-out validation split: set data.val_size > 0 (and keep a val_attack), "
                     "or model.auto_lr: false"
@@ -241,7 +242,7 @@ class AutoLoRa(AdversarialTraining):
         if self.auto_lr is None:
             return
         if self._val_robust is None:
-            raise ValueError(
+            raise ConfigurationError(
                 f"AutoLoRa measured no validation robust accuracy in epoch {self.current_epoch}; "
                 "its automatic learning rate needs validation after every epoch "
                 "(trainer.check_val_every_n_epoch: 1, limit_val_batches > 0)"

@@ -223,7 +223,10 @@ class RobustClassifier(LightningModule):
             load_weights(net, self.hparams.pretrained, skip_head=self.hparams.reset_head)
         model = self.transform_model(NormalizedClassifier(net, mean=mean, std=std))
         if self.peft is not None:
-            model = self.peft.apply(model)
+            try:
+                model = self.peft.apply(model)
+            except ValueError as error:  # a selection that does not fit this network
+                raise ConfigurationError(f"model.peft: {error}") from error
         if self.hparams.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.compile_model:
@@ -367,9 +370,9 @@ class RobustClassifier(LightningModule):
         hp = self.hparams
         scheduled = hp.get("eps_ramp_start_epoch", 0) > 0 or hp.get("eps_ramp_epochs", 0) > 0
         if scheduled and getattr(self, "attack", None) is None:
-            raise ValueError(f"eps_ramp_start_epoch / eps_ramp_epochs schedule a training "
-                             f"attack, and {type(self).__name__} trains without one; set both "
-                             "to 0")
+            raise ConfigurationError(
+                f"eps_ramp_start_epoch / eps_ramp_epochs schedule a training attack, and "
+                f"{type(self).__name__} trains without one; set both to 0")
         trainable, total = trainable_parameter_count(self.model)
         self.log_dict({"train/trainable_params": float(trainable),
                        "train/total_params": float(total)}, on_step=False, on_epoch=True)

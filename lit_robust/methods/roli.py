@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from lit_robust.errors import ConfigurationError
 from lit_robust.methods.adversarial import AdversarialTraining
 from lit_robust.models.checkpoint import load_weights, read_error
 from lit_robust.models.normalize import NormalizedClassifier
@@ -117,7 +118,7 @@ class RoLI(AdversarialTraining):
                 rank_zero_warn(f"RoLI stage-1 checkpoint {path} not found; the weights come "
                                "from the checkpoint being restored")
                 return
-            raise FileNotFoundError(
+            raise ConfigurationError(
                 f"RoLI stage 2: the stage-1 checkpoint {path} does not exist (paths are relative "
                 f"to the working directory {Path.cwd()}); run the stage-1 config (stage: probe) "
                 "and pass its checkpoint as model.probe_checkpoint"

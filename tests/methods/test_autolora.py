@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_robust.main import cli
+from lit_robust.main import cli, main
 from lit_robust.methods.auto_lr import AutomaticLearningRate
 from lit_robust.methods.autolora import AutoLoRa, autolora_lambdas
 from lit_robust.models.lora import lora_layers
@@ -160,13 +160,17 @@ def test_the_method_halves_and_reloads_the_best_weights_exactly_when_the_rule_sa
     assert not all(torch.equal(final[k], snapshots[8][k]) for k in final)
 
 
-def test_training_without_a_validation_split_is_refused_before_the_first_step(tmp_path,
-                                                                                monkeypatch):
+def test_training_without_a_validation_split_is_refused_before_the_first_step(
+        tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lit-robust"])
-    with pytest.raises(ValueError, match="set data.val_size > 0"):
-        cli(["fit", *TINY, "--data.init_args.val_size", "0",
-             "--data.init_args.val_samples_per_class", "null", "--trainer.fast_dev_run", "true"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *TINY, "--data.init_args.val_size", "0",
+              "--data.init_args.val_samples_per_class", "null", "--trainer.fast_dev_run", "true"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("lit-robust: error: AutoLoRa's automatic learning rate follows")
+    assert "set data.val_size > 0" in error and "\n" not in error
 
 
 def test_bad_settings_are_refused() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lit_robust.attacks import PGDAttack
-from lit_robust.main import cli
+from lit_robust.main import cli, main
 from lit_robust.methods import AdversarialTraining, StandardTraining
 from lit_robust.methods.eps_schedule import epsilon_scale, scaled_budget
 
@@ -59,12 +59,17 @@ def test_every_training_step_attacks_with_the_scheduled_budget(tmp_path, monkeyp
     assert (eps, step) == (0.031372549, 0.031372549)  # restored after every step
 
 
-def test_a_method_without_a_training_attack_refuses_a_schedule(tmp_path, monkeypatch) -> None:
+def test_a_method_without_a_training_attack_refuses_a_schedule(tmp_path, monkeypatch,
+                                                                capsys) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lit-robust"])
-    with pytest.raises(ValueError, match="StandardTraining trains without one"):
-        cli(["fit", *TINY, "--model", "StandardTraining", "--model.backbone", "tiny_cnn",
-             "--model.eps_ramp_epochs", "2", "--trainer.fast_dev_run", "true"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *TINY, "--model", "StandardTraining", "--model.backbone", "tiny_cnn",
+              "--model.eps_ramp_epochs", "2", "--trainer.fast_dev_run", "true"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("lit-robust: error: eps_ramp_start_epoch / eps_ramp_epochs")
+    assert "StandardTraining trains without one" in error and "\n" not in error
 
 
 def test_negative_lengths_are_refused() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_robust.main import cli
+from lit_robust.main import cli, main
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--config", str(REPO / "tests/conf/tiny_model.yaml"),
@@ -41,6 +41,16 @@ def test_a_robust_method_trains_a_parameter_selection(method, backbone, peft) ->
     trainable, total = metrics["train/trainable_params"], metrics["train/total_params"]
     counted = sum(p.numel() for p in run.model.model.parameters() if p.requires_grad)
     assert trainable == counted and 0 < trainable < total / 2
+
+
+def test_a_selection_that_does_not_fit_the_network_is_a_one_line_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *TINY, "--model.backbone", "tiny_cnn", "--model.peft",
+              "lit_robust.models.peft.Adapters", "--trainer.fast_dev_run", "true"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("lit-robust: error: model.peft: Adapters found no module matching")
+    assert "\n" not in error
 
 
 def test_a_lora_checkpoint_tests_with_the_trained_weights() -> None:

@@ -113,10 +113,14 @@ def test_stage2_without_a_stage1_checkpoint_is_a_one_line_error(capsys) -> None:
                             "stage-1 checkpoint") and "\n" not in error
 
 
-def test_stage2_with_a_missing_checkpoint_file_names_it(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.ckpt does not exist"):
-        cli(["fit", *TINY, "--model.stage", "finetune", "--model.probe_checkpoint",
-             str(tmp_path / "nope.ckpt"), "--trainer.fast_dev_run", "true"])
+def test_stage2_with_a_missing_checkpoint_file_is_a_one_line_error(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *TINY, "--model.stage", "finetune", "--model.probe_checkpoint",
+              str(tmp_path / "nope.ckpt"), "--trainer.fast_dev_run", "true"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("lit-robust: error: RoLI stage 2: the stage-1 checkpoint ")
+    assert "nope.ckpt does not exist" in error and "\n" not in error
 
 
 def test_stage_arguments_are_checked() -> None:
