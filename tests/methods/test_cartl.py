@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import Callback, LightningDataModule, Trainer
+from lightning.pytorch import Callback, LightningDataModule, Trainer, seed_everything
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader, TensorDataset
@@ -306,7 +306,7 @@ def test_cli_fit_and_test_with_fast_dev_run(config: str, method_class: type, tmp
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lit-robust"])
     extra = {"attack": {"class_path": "lit_robust.attacks.PGDAttack", "init_args": ONE_STEP}} \
-        if method_class is CARTLSource else {}
+        if method_class is CARTLSource else {"allow_random_source": True}
     configs = ["--config", str(CONFIGS / config), "--config",
                str(_cli_overrides(tmp_path, **extra)), "--trainer.fast_dev_run", "true"]
     fit = cli(["fit", *configs])
@@ -394,26 +394,20 @@ def test_paper_defaults() -> None:
 
 
 # ---------------------------------------------------------------------------- real data
-@pytest.mark.slow
-def test_neft_keeps_robustness_when_transferring_real_cifar10_to_gtsrb(tmp_path: Path) -> None:
+def transfer_results(tmp_path: Path, seed: int) -> dict[str, dict[str, float]]:
     """Source: ``tiny_cnn`` adversarially trained on 1,000 real CIFAR-10 images (4 epochs,
     PGD-2 at 4/255). Targets: the last k = 2 of its 5 blocks (``layer4``, ``linear``)
     fine-tuned on clean real GTSRB images (20 per class, 860) for 10 epochs, vanilla and NEFT
-    (β = 0.6); test: 215 GTSRB test images, PGD-10 at 4/255.
-
-    Measured here (seed 0, about 25 s of CPU time in one thread): vanilla 14.9% clean / 5.6%
-    PGD-10, NEFT 11.6% clean / 7.0% PGD-10 (chance 1/43 = 2.3%; one standard error of a
-    robust accuracy near 6% on 215 images is 1.6 points). Thresholds: both clean > 8%, both
-    robust > 3.5% (1.5x chance), and NEFT's robust accuracy at most 3 points (about two
-    standard errors) below vanilla's.
-    """
-    torch.set_num_threads(1)  # far faster than 2 threads on a shared, busy CPU
+    (β = 0.6), each with its official BatchNorm defaults; test: 215 GTSRB test images, PGD-10
+    at 4/255. Everything random is drawn from ``seed``."""
+    seed_everything(seed)
     eps = 4 / 255
     attack = PGDAttack(eps=eps, step_size=eps / 2, steps=2)
     fit_args = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False,
                     enable_model_summary=False, inference_mode=False, num_sanity_val_steps=0,
                     default_root_dir=tmp_path)
-    cifar = CIFAR10DataModule(samples_per_class=100, batch_size=32, num_workers=0, val_size=0)
+    cifar = CIFAR10DataModule(samples_per_class=100, batch_size=32, num_workers=0, val_size=0,
+                              split_seed=seed)
     # λ = 0: plain PGD adversarial training (whose BatchNorms also see the clean batches)
     source = CARTLSource(backbone="tiny_cnn", k=3, lam=0.0, attack=attack, lr=0.05,
                          schedule="constant", mean=[0.0] * 3, std=[1.0] * 3)
@@ -430,14 +424,36 @@ def test_neft_keeps_robustness_when_transferring_real_cifar10_to_gtsrb(tmp_path:
             **extra,
         )
         gtsrb = GTSRBDataModule(samples_per_class=20, batch_size=32, num_workers=0, val_size=0,
-                                test_samples_per_class=5)
+                                test_samples_per_class=5, split_seed=seed)
         trainer = Trainer(max_epochs=10, **fit_args)
         trainer.fit(model, gtsrb)
         trainer.test(model, gtsrb, verbose=False)
         results[name] = model.test_results
+    return results
+
+
+ROBUST = "robust_acc/pgd10_linf_eps0.01569"
+CLEAN_FLOOR, ROBUST_FLOOR, NEFT_MARGIN = 0.06, 0.03, 0.05
+
+
+@pytest.mark.slow
+def test_vanilla_and_neft_transfer_real_cifar10_to_gtsrb_end_to_end(tmp_path: Path) -> None:
+    """:func:`transfer_results` at seed 0 (about 25 s of CPU time in one thread): both transfers
+    learn the target and keep a robust accuracy above chance.
+
+    Over seeds 0-4 (the official BatchNorm defaults): clean accuracy 9.8-18.6 % (vanilla)
+    and 10.2-12.1 % (NEFT), PGD-10 accuracy 4.7-8.8 % and 4.7-8.4 %, NEFT minus vanilla robust
+    accuracy -3.3 to +2.3 points (chance: 1/43 = 2.3 %). Thresholds below the worst seed by a
+    margin: clean > 6 %, robust > 3 %, NEFT's robust accuracy at most 5 points below vanilla's.
+    What this scale cannot tell: NEFT from vanilla transfer, or either from fine-tuning that
+    forgets to freeze the extractor (that plant gives 20.0 % / 5.1 % and 11.2 % / 3.7 %, and
+    passes); the paper's direction needs the GPU plan (``benchmarks/device``). It catches a
+    transfer that does not learn (a learning rate of 1e-9 leaves the new head at chance).
+    """
+    torch.set_num_threads(1)  # far faster than 2 threads on a shared, busy CPU
+    results = transfer_results(tmp_path, seed=0)
     print({name: {k: round(v, 3) for k, v in r.items()} for name, r in results.items()})
-    robust = "robust_acc/pgd10_linf_eps0.01569"
     for name, r in results.items():
-        assert r["clean_acc"] > 0.08, name
-        assert r[robust] > 0.035, name
-    assert results["neft"][robust] >= results["vanilla"][robust] - 0.03
+        assert r["clean_acc"] > CLEAN_FLOOR, name
+        assert r[ROBUST] > ROBUST_FLOOR, name
+    assert results["neft"][ROBUST] >= results["vanilla"][ROBUST] - NEFT_MARGIN
