@@ -13,14 +13,9 @@ import torch
 from lit_robust.errors import ConfigurationError
 from lit_robust.main import cli, main
 from lit_robust.run_folders import setting_differences
+from tests.conf.tiny_overrides import SHORT_FIT, TINY_CLI
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["--config", str(REPO / "tests/conf/tiny_model.yaml"),
-        "--config", str(REPO / "tests/conf/tiny_cifar10.yaml"),
-        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false"]
-SHORT_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-             "--trainer.limit_val_batches", "1"]
+TINY = TINY_CLI
 
 
 @pytest.fixture(autouse=True)

@@ -12,21 +12,14 @@ no row fails, and so does a row that matches no file.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import io
-import re
-import sys
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
-import yaml
 
-from lit_robust.main import cli
+from tests.config_settings import close, lookup, resolve_config
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
 # folders whose every config must match the table (the transfer study's:
@@ -288,50 +281,14 @@ SETTINGS: list[Setting] = [
 ]
 
 
-@functools.cache
 def resolved(name: str) -> dict[str, Any]:
     """The config ``configs/experiments/<name>`` as ``lit-robust --print_config`` resolves it."""
-    out = io.StringIO()
-    with (contextlib.redirect_stdout(out), pytest.raises(SystemExit),
-          mock.patch.object(sys, "argv", ["lit-robust"])):
-        cli(["--config", str(EXPERIMENTS / name), "--print_config"], run=False)
-    return yaml.safe_load(out.getvalue())
+    return resolve_config((EXPERIMENTS / name,))
 
 
 def _configs() -> list[str]:
     return sorted(str(p.relative_to(EXPERIMENTS)) for folder in COVERED
                   for p in (EXPERIMENTS / folder).glob("*.yaml"))
-
-
-def lookup(config: dict[str, Any], key: str) -> Any:
-    """The value at a dotted key; ``name[Class]`` selects the one list entry of that class,
-    ``name[Class@i]`` the i-th of several."""
-    value: Any = config
-    for part in key.split("."):
-        match = re.fullmatch(r"(\w+)\[(\w+)(?:@(\d+))?\]", part)
-        if match is None:
-            value = value[part]
-            continue
-        entries = [e for e in value[match.group(1)]
-                   if e["class_path"].rsplit(".", 1)[-1] == match.group(2)]
-        if match.group(3) is None:
-            assert len(entries) == 1, f"expected one {match.group(2)} in {match.group(1)}"
-        value = entries[int(match.group(3) or 0)]
-    return value
-
-
-def _close(actual: Any, expected: Any) -> bool:
-    if isinstance(expected, dict):
-        return isinstance(actual, dict) and set(actual) >= set(expected) and all(
-            _close(actual[k], v) for k, v in expected.items())
-    if isinstance(expected, list):
-        return isinstance(actual, list) and len(actual) == len(expected) and all(
-            _close(a, e) for a, e in zip(actual, expected, strict=True))
-    numbers = (int, float)
-    if isinstance(expected, numbers) and not isinstance(expected, bool):
-        return (isinstance(actual, numbers) and not isinstance(actual, bool)
-                and actual == pytest.approx(expected, rel=1e-6))
-    return type(actual) is type(expected) and actual == expected
 
 
 @pytest.mark.parametrize("name", _configs())
@@ -340,7 +297,7 @@ def test_config_holds_the_papers_settings(name: str) -> None:
     rows = [row for row in SETTINGS if fnmatch(name, row.pattern)]
     assert rows, f"{name} matches no row of SETTINGS; add the paper's settings for it"
     wrong = {f"{row.key} ({row.paper}: {row.source})": (lookup(config, row.key), row.value)
-             for row in rows if not _close(lookup(config, row.key), row.value)}
+             for row in rows if not close(lookup(config, row.key), row.value)}
     assert not wrong, f"{name}: (found, paper) = {wrong}"
 
 
@@ -367,15 +324,15 @@ def test_cartl_transfer_normalizes_and_builds_as_its_source(name: str) -> None:
     target, source = resolved(name)["model"]["init_args"], resolved(_cartl_source_of(name))[
         "model"]["init_args"]
     for key in ("mean", "std", "backbone", "backbone_kwargs"):
-        assert _close(target[key], source[key]), (key, target[key], source[key])
+        assert close(target[key], source[key]), (key, target[key], source[key])
     if "neft" in name:
         assert target["k"] == source["k"]  # FDM regularized the input of the NEFT blocks
 
 
 def test_comparison_catches_a_wrong_value() -> None:
-    assert not _close(0.0031, 0.003)
-    assert not _close({"eps": 8 / 255, "steps": 7}, LINF_8)
-    assert not _close([30, 40], [30, 50])
-    assert not _close(1, True) and not _close(True, 1) and not _close("ce", "kl")
-    assert _close({**LINF_8, "loss": "ce"}, LINF_8) and _close(0.0078431372, 2 / 255)
-    assert _close([30.0, 50.0], [30, 50]) and not _close(None, 0)
+    assert not close(0.0031, 0.003)
+    assert not close({"eps": 8 / 255, "steps": 7}, LINF_8)
+    assert not close([30, 40], [30, 50])
+    assert not close(1, True) and not close(True, 1) and not close("ce", "kl")
+    assert close({**LINF_8, "loss": "ce"}, LINF_8) and close(0.0078431372, 2 / 255)
+    assert close([30.0, 50.0], [30, 50]) and not close(None, 0)

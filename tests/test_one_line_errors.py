@@ -11,14 +11,9 @@ import torch
 
 from lit_robust.main import main
 from lit_robust.models.zoo import build_backbone
+from tests.conf.tiny_overrides import SHORT_FIT, TINY_CLI
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["--config", str(REPO / "tests/conf/tiny_model.yaml"),
-        "--config", str(REPO / "tests/conf/tiny_cifar10.yaml"),
-        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false"]
-SHORT_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-             "--trainer.limit_val_batches", "1"]
+TINY = TINY_CLI
 GTSRB = ["--data", "lit_robust.data.GTSRBDataModule", "--data.samples_per_class", "2",
          "--data.val_size", "0.2", "--data.test_samples_per_class", "1",
          "--data.num_workers", "0"]

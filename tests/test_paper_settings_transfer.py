@@ -12,21 +12,15 @@ it, and each self-contained (CPU-scale) config alone.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import importlib
-import io
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 import yaml
 
-from lit_robust.main import cli
+from tests.config_settings import close, lookup, resolve_config
 
 TRANSFER = Path(__file__).resolve().parents[1] / "configs" / "experiments" / "transfer"
 PAPER = "Vaishnavi et al., TMLR 2024"
@@ -221,60 +215,9 @@ for _name, (_mean, _std, _skip, _origin) in TARGETS.items():
     ]
 
 
-@functools.cache
 def resolved(command: str) -> dict[str, Any]:
     """The configuration ``lit-robust fit --config ... --print_config`` resolves."""
-    args = ["fit"]
-    for name in COMMANDS[command]:
-        args += ["--config", str(TRANSFER / name)]
-    out = io.StringIO()
-    with mock.patch.object(sys, "argv", ["lit-robust"]), contextlib.redirect_stdout(out), \
-            pytest.raises(SystemExit) as done:
-        cli([*args, "--print_config"])
-    assert done.value.code in (0, None), out.getvalue()
-    return yaml.safe_load(out.getvalue())
-
-
-def lookup(config: dict[str, Any], key: str) -> Any:
-    """The value at a dotted key. ``name[Class]`` picks the one entry of the list ``name``
-    whose class_path ends with ``Class``, ``name[Class:attack]`` the one whose
-    ``attacks_to_run`` holds ``attack``; ``@image_size`` / ``@resize`` read the DataModule's
-    setting, its class default when the config leaves it unset."""
-    if key.startswith("@"):
-        return _data_setting(config, key[1:])
-    value: Any = config
-    for part in key.split("."):
-        match = re.fullmatch(r"(\w+)\[(\w+)(?::([\w-]+))?\]", part)
-        if match is None:
-            value = value[part]
-            continue
-        name, cls, attack = match.groups()
-        entries = [e for e in value[name] if e["class_path"].rsplit(".", 1)[-1] == cls
-                   and (attack is None or attack in e["init_args"]["attacks_to_run"])]
-        assert len(entries) == 1, f"expected one {cls} {attack or ''} in {name}: {entries}"
-        value = entries[0]
-    return value
-
-
-def _data_setting(config: dict[str, Any], name: str) -> Any:
-    value = config["data"]["init_args"].get(name)
-    if value not in (None, "auto"):
-        return value
-    module, cls = config["data"]["class_path"].rsplit(".", 1)
-    return getattr(getattr(importlib.import_module(module), cls), f"default_{name}")
-
-
-def close(actual: Any, expected: Any) -> bool:
-    """Equal, floats within 1e-6 relative, dicts compared on the expected keys."""
-    if isinstance(expected, dict):
-        return isinstance(actual, dict) and set(actual) >= set(expected) and all(
-            close(actual[k], v) for k, v in expected.items())
-    if isinstance(expected, list):
-        return isinstance(actual, list) and len(actual) == len(expected) and all(
-            close(a, e) for a, e in zip(actual, expected, strict=True))
-    if isinstance(expected, float) and not isinstance(actual, bool):
-        return isinstance(actual, (int, float)) and actual == pytest.approx(expected, rel=1e-6)
-    return type(actual) is type(expected) and actual == expected
+    return resolve_config(tuple(TRANSFER / name for name in COMMANDS[command]))
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -8,6 +8,14 @@ from pathlib import Path
 import yaml
 
 CHEAP_ATTACK = {"eps": 8 / 255, "step_size": 4 / 255, "steps": 2}
+CONF = Path(__file__).resolve().parent
+# command-line arguments: the tiny model and tiny real CIFAR-10 data on the CPU, quietly
+TINY_CLI = ["--config", str(CONF / "tiny_model.yaml"), "--config", str(CONF / "tiny_cifar10.yaml"),
+            "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false"]
+# ... and a fit of one short epoch
+SHORT_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+             "--trainer.limit_val_batches", "1"]
 
 
 def write_tiny_overrides(tmp_path: Path, **model_args: object) -> Path:
