@@ -10,8 +10,10 @@ import torch.nn.functional as F
 from scipy.stats import norm
 
 from lit_robust.attacks import smooth_adv_pgd, smoothed_cross_entropy
+from lit_robust.evaluation import CleanAccuracy, SmoothingCertification
 from lit_robust.losses import macer_loss, macer_terms
-from lit_robust.methods import MACER, SmoothAdv
+from lit_robust.methods import MACER, SmoothAdv, StandardTraining
+from tests.methods.real_cifar10 import fit_and_test_on_cifar10
 
 MODEL = dict(backbone="tiny_cnn", backbone_kwargs={"width": 4}, num_classes=10,
              mean=[0.5] * 3, std=[0.25] * 3)
@@ -146,3 +148,45 @@ def test_macer_method_trains_on_k_noisy_copies() -> None:
 def test_bad_settings_fail_at_construction(method: type, bad: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         method(backbone="tiny_cnn", **bad)
+
+
+# ---------------------------------------------------------------- real images
+def certified_training_on_real_cifar10(seed: int) -> dict[str, dict[str, float]]:
+    """Standard training, SmoothAdv (m = 1, PGD-2, ε 0.25) and MACER (k = 4) at σ = 0.25
+    (tiny_cnn) on 1,000 real CIFAR-10 images for 3 epochs each; CERTIFY (n0 10, n 100) of 60
+    test images."""
+    def evaluators() -> list:
+        return [CleanAccuracy(), SmoothingCertification(sigma=0.25, n0=10, n=100, skip=1,
+                                                        max_images=None, batch_size=1100)]
+
+    common = dict(backbone="tiny_cnn", lr=0.05, schedule="cosine", val_attack=None)
+    runs = {
+        "st": StandardTraining(**common, evaluators=evaluators()),
+        "smoothadv": SmoothAdv(sigma=0.25, num_noise_samples=1, eps=0.25, attack_steps=2,
+                               eps_warmup_epochs=0, **common, evaluators=evaluators()),
+        "macer": MACER(sigma=0.25, num_noise_samples=4, **common, evaluators=evaluators()),
+    }
+    return {name: fit_and_test_on_cifar10(model, samples_per_class=100,
+                                          test_samples_per_class=6, epochs=3, seed=seed)
+            for name, model in runs.items()}
+
+
+@pytest.mark.slow
+def test_smoothadv_certifies_larger_radii_than_standard_training_and_macer_certifies() -> None:
+    """:func:`certified_training_on_real_cifar10` with seed 0.
+
+    Measured over seeds 0–4 (ACR): standard training 0.033–0.057, SmoothAdv 0.086–0.121 (at
+    least 0.039 above standard training of the same seed), MACER 0.045–0.063. MACER at the
+    paper's λ = 12 from scratch barely learns in 3 epochs (clean accuracy 12–17 %), so here
+    it is only run end to end through certification, not compared. Planted bugs that fail:
+    SmoothAdv training on its adversarial images without the noise (ACR 0.055, not 0.02
+    above standard training's 0.043), MACER not learning (a zero loss: ACR 0.011). MACER's
+    objective itself is pinned by the hand-computed loss tests of this module.
+    """
+    results = certified_training_on_real_cifar10(seed=0)
+    print({k: {m: round(v, 3) for m, v in r.items()} for k, r in results.items()})
+    acr = "smoothing_sigma0.25/acr"
+    for name in ("st", "smoothadv", "macer"):
+        assert results[name]["smoothing_sigma0.25/num_images"] == 60, name
+    assert results["smoothadv"][acr] > results["st"][acr] + 0.02
+    assert results["macer"][acr] > 0.02
