@@ -143,3 +143,13 @@ def test_config_fits_with_fast_dev_run(config: Path, tmp_path: Path, monkeypatch
     hparams = run.model.hparams  # consistency regularization's official loop: m steps a batch
     chunks = hparams.get("training_loop") == "chunks"
     assert run.trainer.global_step == (hparams["num_noise_samples"] if chunks else 1)
+
+
+ALL_CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", ALL_CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
+def test_config_takes_certified_set_size_from_the_test_loader(config: Path) -> None:
+    """A hard-coded ``num_test_images`` certifies a prefix of a larger split or stops a run on a
+    smaller one: the size comes from the test loader, so no shipped config may set it."""
+    assert "num_test_images" not in config.read_text()
