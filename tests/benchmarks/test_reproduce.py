@@ -96,6 +96,28 @@ def test_rift_starts_from_the_shared_model_and_twins_gpu_from_a_fitted_head(
     assert len(plans.twins("cpu", tmp_path, tmp_path / "models").claims) == 6
 
 
+
+def test_rift_cpu_runs_the_papers_three_measures_and_gpu_adds_autoattack(
+        tmp_path: Path) -> None:
+    """The cpu scale leaves AutoAttack out (to stay within 40 minutes on 2 cores) and with it
+    its claim and column; the gpu scale runs it."""
+    kinds = {}
+    for scale in ("cpu", "gpu"):
+        rift = plans.rift(scale, tmp_path, tmp_path / "models")
+        for run in rift.runs:
+            evaluators = json.loads(options(run.args)["--model.init_args.evaluators"])
+            kinds[scale, run.name] = [e["class_path"].rsplit(".", 1)[1] for e in evaluators]
+        kinds[scale] = ({claim.metric for claim in rift.claims},
+                        [metric.split("=")[0] for metric in rift.metrics])
+    assert kinds["cpu", "base"] == kinds["cpu", "rift"] == [
+        "CleanAccuracy", "PGDEvaluator", "CorruptionRobustness"]
+    assert kinds["cpu"] == ({"clean", "pgd10", "corruption"}, ["clean", "pgd10", "corruption"])
+    assert kinds["gpu", "base"] == kinds["gpu", "rift"] == [
+        "CleanAccuracy", "PGDEvaluator", "AutoAttackEvaluator", "CorruptionRobustness"]
+    assert kinds["gpu"] == ({"clean", "pgd10", "autoattack", "corruption"},
+                            ["clean", "pgd10", "autoattack", "corruption"])
+
+
 def test_verdicts() -> None:
     assert reproduce.verdict(3.1, 1.5, "up") == "reproduced"
     assert reproduce.verdict(2.9, 1.5, "up") == "within noise"
