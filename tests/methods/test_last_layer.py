@@ -41,26 +41,32 @@ def _fit(method: LastLayerFineTuning, tmp_path) -> None:
     trainer.fit(method, data)
 
 
-def test_source_statistics_change_only_the_head_bit_for_bit(tmp_path):
-    source = _source(tmp_path)
-    method = _method(tmp_path, "source")
-    head_name, head = get_head(method.model)
-    before = {k: v.clone() for k, v in method.model.state_dict().items()}
-    frozen_in_train_mode: list[bool] = []
+def _fit_recording_modes(method: LastLayerFineTuning, tmp_path) -> list[tuple[bool, ...]]:
+    """Fit ``method`` and return, per training step, the train/eval mode of every module
+    but the head (the head itself must be training)."""
+    _, head = get_head(method.model)
+    modes: list[tuple[bool, ...]] = []
     step = method.training_step
 
     def recording_step(batch, batch_idx):
-        frozen_in_train_mode.append(
-            any(m.training for m in method.model.modules() if m is not head))
+        modes.append(tuple(m.training for m in method.model.modules() if m is not head))
         assert head.training
         return step(batch, batch_idx)
 
     method.training_step = recording_step
     _fit(method, tmp_path)
+    return modes
 
+
+def test_source_statistics_change_only_the_head_bit_for_bit(tmp_path):
+    source = _source(tmp_path)
+    method = _method(tmp_path, "source")
+    head_name, _ = get_head(method.model)
+    before = {k: v.clone() for k, v in method.model.state_dict().items()}
+    modes = _fit_recording_modes(method, tmp_path)
     after = method.model.state_dict()
     # validation ran between the steps and did not put the frozen network back in train mode
-    assert frozen_in_train_mode == [False] * 6
+    assert [any(step) for step in modes] == [False] * 6
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {f"{head_name}.weight", f"{head_name}.bias"}
     trainable = {n for n, p in method.model.named_parameters() if p.requires_grad}
@@ -75,20 +81,11 @@ def test_target_statistics_reestimate_batchnorm_and_keep_every_frozen_parameter(
     running statistics move to the target's while its weights (and BN affine) stay."""
     source = _source(tmp_path)
     method = _method(tmp_path, "target")
-    head_name, head = get_head(method.model)
+    head_name, _ = get_head(method.model)
     before = {k: v.clone() for k, v in method.model.state_dict().items()}
-    frozen_in_train_mode: list[bool] = []
-    step = method.training_step
-
-    def recording_step(batch, batch_idx):
-        frozen_in_train_mode.append(
-            all(m.training for m in method.model.modules() if m is not head))
-        return step(batch, batch_idx)
-
-    method.training_step = recording_step
-    _fit(method, tmp_path)
+    modes = _fit_recording_modes(method, tmp_path)
     after = method.model.state_dict()
-    assert frozen_in_train_mode == [True] * 6
+    assert [all(step) for step in modes] == [True] * 6
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     statistics = {k for k in before if k.endswith(("running_mean", "running_var",
                                                    "num_batches_tracked"))}
