@@ -24,7 +24,7 @@ from tests.config_settings import close, lookup, resolve_config
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
 # folders whose every config must match the table (the transfer study's:
 # tests/test_paper_settings_transfer.py)
-COVERED = ("twins", "rift", "cartl", "autolora", "roli")
+COVERED = ("twins", "rift", "cartl", "autolora", "roli", "fast_at", "certified")
 
 LINF_8 = {"eps": 8 / 255, "step_size": 2 / 255, "steps": 10, "norm": "linf"}
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -55,6 +55,13 @@ RIFT = "RiFT (Zhu et al., ICCV 2023)"
 CARTL = "CARTL (Chen et al., ICML 2021)"
 AUTOLORA = "AutoLoRa (Xu et al., ICLR 2024)"
 ROLI = "RoLI (Hua et al., CVPR 2024)"
+FGSM_RS = "FGSM-RS (Wong, Rice and Kolter, ICLR 2020)"
+N_FGSM = "N-FGSM (de Jorge et al., NeurIPS 2022)"
+GRAD_ALIGN = "GradAlign (Andriushchenko and Flammarion, NeurIPS 2020)"
+SMOOTHADV = "SmoothAdv (Salman et al., NeurIPS 2019)"
+MACER = "MACER (Zhai et al., ICLR 2020)"
+PGD_50X10 = {"eps": 8 / 255, "step_size": 2 / 255, "steps": 50, "norm": "linf", "restarts": 10}
+CERTIFY = {"n0": 100, "n": 100_000, "alpha": 0.001}  # Cohen et al.'s CERTIFY
 SHARED = "the self-contained scenarios' source, ../shared/models/README.md"
 
 SETTINGS: list[Setting] = [
@@ -277,6 +284,106 @@ SETTINGS: list[Setting] = [
         ("roli/caltech256_finetune.yaml", f"{M}.weight_decay", 1e-4),
         ("roli/caltech256_*.yaml", "trainer.max_epochs", 40),
         ("roli/cifar*.yaml", "trainer.max_epochs", 20),
+    ]),
+    *cite(FGSM_RS, "§4 and Algorithm 3; official CIFAR10/train_fgsm.py defaults: eps 8, alpha 10, "
+                   "random init, 15 epochs, cyclic lr 0 -> 0.2 -> 0 peaking at half, SGD momentum "
+                   "0.9, wd 5e-4, batch 128, apex mixed precision, evaluate_pgd(50 steps, 10 "
+                   "restarts, step 2/255)", [
+        ("fast_at/cifar10_fgsm_rs.yaml", "model.class_path", "lit_robust.methods.FGSMRS"),
+        ("fast_at/cifar10_fgsm_rs.yaml", f"{M}.eps", 8 / 255),
+        ("fast_at/cifar10_fgsm_rs.yaml", f"{M}.alpha", 10 / 255),
+        ("fast_at/cifar10_fgsm_rs.yaml", f"{M}.noise_scale", 1.0),
+        ("fast_at/cifar10_fgsm_rs.yaml", f"{M}.clip", 1.0),
+        ("fast_at/cifar10_fgsm_rs.yaml", f"{M}.lr", 0.2),
+        ("fast_at/cifar10_fgsm_rs.yaml", f"{M}.warmup_epochs", 7.5),
+        ("fast_at/cifar10_fgsm_rs.yaml", "trainer.max_epochs", 15),
+    ]),
+    *cite(N_FGSM, "§4; official train.py defaults and experiments.sh (CIFAR-10: --epsilon 8 "
+                  "--alpha 8 --unif 2, clip -1 = none): 30 epochs, cyclic lr 0 -> 0.2 -> 0 "
+                  "peaking at half, SGD momentum 0.9, wd 5e-4, batch 128, no early stopping, "
+                  "evaluate_pgd(50 steps, 10 restarts, step 2/255)", [
+        ("fast_at/cifar10_n_fgsm.yaml", "model.class_path", "lit_robust.methods.NFGSM"),
+        ("fast_at/cifar10_n_fgsm.yaml", f"{M}.eps", 8 / 255),
+        ("fast_at/cifar10_n_fgsm.yaml", f"{M}.alpha", 8 / 255),
+        ("fast_at/cifar10_n_fgsm.yaml", f"{M}.noise_scale", 2.0),
+        ("fast_at/cifar10_n_fgsm.yaml", f"{M}.clip", None),
+        ("fast_at/cifar10_n_fgsm.yaml", f"{M}.lr", 0.2),
+        ("fast_at/cifar10_n_fgsm.yaml", f"{M}.warmup_epochs", 15),
+        ("fast_at/cifar10_n_fgsm.yaml", "trainer.max_epochs", 30),
+    ]),
+    *cite(GRAD_ALIGN, "§4; official sh/exps_diff_eps_cifar10.sh at eps 8 (--attack fgsm "
+                      "--attack_init zero --grad_align_cos_lambda 0.2 --lr_max 0.3 --epochs 30) "
+                      "and train.py (SGD momentum 0.9, wd 5e-4, batch 128, cyclic lr peaking at "
+                      "2/5, the clean gradient detached, PGD-50x10 with step eps/4)", [
+        ("fast_at/cifar10_grad_align.yaml", "model.class_path", "lit_robust.methods.GradAlign"),
+        ("fast_at/cifar10_grad_align.yaml", f"{M}.eps", 8 / 255),
+        ("fast_at/cifar10_grad_align.yaml", f"{M}.alpha", None),  # the FGSM step is eps
+        ("fast_at/cifar10_grad_align.yaml", f"{M}.noise_scale", 0.0),
+        ("fast_at/cifar10_grad_align.yaml", f"{M}.clip", 1.0),
+        ("fast_at/cifar10_grad_align.yaml", f"{M}.grad_align_lambda", 0.2),
+        ("fast_at/cifar10_grad_align.yaml", f"{M}.differentiate_both_gradients", False),
+        ("fast_at/cifar10_grad_align.yaml", f"{M}.lr", 0.3),
+        ("fast_at/cifar10_grad_align.yaml", f"{M}.warmup_epochs", 12),
+        ("fast_at/cifar10_grad_align.yaml", "trainer.max_epochs", 30),
+    ]),
+    *cite("FGSM-RS, N-FGSM and GradAlign", "their official CIFAR-10 codes (train_fgsm.py, "
+                                          "train.py): the shared recipe", [
+        ("fast_at/*.yaml", f"{M}.backbone", "preact_resnet18"),
+        ("fast_at/*.yaml", f"{M}.optimizer", "sgd"),
+        ("fast_at/*.yaml", f"{M}.momentum", 0.9),
+        ("fast_at/*.yaml", f"{M}.weight_decay", 5e-4),
+        ("fast_at/*.yaml", f"{M}.schedule", "linear"),  # the cyclic schedule after the warm-up
+        ("fast_at/*.yaml", f"{D}.batch_size", 128),
+        ("fast_at/*.yaml", "trainer.precision", "bf16-mixed"),  # their fp16 mixed precision
+        ("fast_at/*.yaml", f"{M}.evaluators[PGDEvaluator].init_args", PGD_50X10),
+        ("fast_at/cifar10_n_fgsm.yaml", f"{D}.val_size", 0),
+        ("fast_at/cifar10_grad_align.yaml", f"{D}.val_size", 0),
+    ]),
+    *cite(SMOOTHADV, "§3; official README's CIFAR-10 recipe (code/train_pgd.py --batch 256 "
+                     "--lr_step_size 50 --epochs 150 --attack PGD --num-steps 10 --epsilon 64 "
+                     "--train-multi-noise --num-noise-vec 2 --warmup 10; lr 0.1, momentum 0.9, "
+                     "wd 1e-4: a loader batch of 256 is 2 steps of 128) and certify.py --skip 20 "
+                     "--alpha 0.001 --N0 100 --N 100000; sigma 0.25 of the paper's sweep", [
+        ("certified/cifar10_smoothadv.yaml", "model.class_path", "lit_robust.methods.SmoothAdv"),
+        ("certified/cifar10_smoothadv.yaml", f"{M}.sigma", 0.25),
+        ("certified/cifar10_smoothadv.yaml", f"{M}.num_noise_samples", 2),
+        ("certified/cifar10_smoothadv.yaml", f"{M}.train_on_all_copies", True),
+        ("certified/cifar10_smoothadv.yaml", f"{M}.eps", 0.25),
+        ("certified/cifar10_smoothadv.yaml", f"{M}.attack_steps", 10),
+        ("certified/cifar10_smoothadv.yaml", f"{M}.eps_warmup_epochs", 10),
+        ("certified/cifar10_smoothadv.yaml", f"{M}.lr", 0.1),
+        ("certified/cifar10_smoothadv.yaml", f"{M}.weight_decay", 1e-4),
+        ("certified/cifar10_smoothadv.yaml", f"{M}.milestones", [50, 100]),
+        ("certified/cifar10_smoothadv.yaml", f"{D}.batch_size", 128),
+        ("certified/cifar10_smoothadv.yaml", "trainer.max_epochs", 150),
+        ("certified/cifar10_smoothadv.yaml", f"{M}.evaluators[SmoothingCertification].init_args",
+         {**CERTIFY, "sigma": 0.25, "skip": 20}),
+    ]),
+    *cite(MACER, "Algorithm 1 and §4.1; official main.py defaults at sigma 0.25 (gauss_num 16, "
+                 "beta 16, gamma 8, lbd 12, SGD lr 0.01 momentum 0.9 wd 5e-4, MultiStepLR "
+                 "[200, 400] x0.1, batch 64, 440 epochs) and rs/certify.py (N0 100, N 100,000, "
+                 "alpha 0.001)", [
+        ("certified/cifar10_macer.yaml", "model.class_path", "lit_robust.methods.MACER"),
+        ("certified/cifar10_macer.yaml", f"{M}.sigma", 0.25),
+        ("certified/cifar10_macer.yaml", f"{M}.num_noise_samples", 16),
+        ("certified/cifar10_macer.yaml", f"{M}.beta", 16.0),
+        ("certified/cifar10_macer.yaml", f"{M}.hinge", 8.0),
+        ("certified/cifar10_macer.yaml", f"{M}.radius_weight", 12.0),
+        ("certified/cifar10_macer.yaml", f"{M}.lr", 0.01),
+        ("certified/cifar10_macer.yaml", f"{M}.weight_decay", 5e-4),
+        ("certified/cifar10_macer.yaml", f"{M}.milestones", [200, 400]),
+        ("certified/cifar10_macer.yaml", f"{D}.batch_size", 64),
+        ("certified/cifar10_macer.yaml", "trainer.max_epochs", 440),
+        ("certified/cifar10_macer.yaml", f"{M}.evaluators[SmoothingCertification].init_args",
+         {**CERTIFY, "sigma": 0.25}),
+    ]),
+    *cite("SmoothAdv and MACER", "their official training scripts: SGD momentum 0.9, "
+                                 "learning rate x0.1 at each milestone, the whole training set", [
+        ("certified/*.yaml", f"{M}.optimizer", "sgd"),
+        ("certified/*.yaml", f"{M}.momentum", 0.9),
+        ("certified/*.yaml", f"{M}.schedule", "multistep"),
+        ("certified/*.yaml", f"{M}.gamma", 0.1),
+        ("certified/*.yaml", f"{D}.val_size", 0),
     ]),
 ]
 
