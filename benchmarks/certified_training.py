@@ -23,6 +23,12 @@ Departures from the papers, for the CPU: the quickstart's network, data, optimiz
 cosine) and epochs instead of ResNet-110 (ResNet-18 in the shipped recipes), the whole CIFAR-10
 and the papers' schedules; SmoothAdv's ε warm-up shortened from 10 of 150 epochs to 1 of 8;
 certification with n = 1,000 instead of 100,000.
+
+Scales: ``cpu`` (the above), ``gpu`` (one CUDA device, the ``new_methods`` plan of the GPU
+bundle, ``benchmarks/device``: the CIFAR ResNet-18 on 5,000 training images of the bundle's
+CIFAR-10 subset for 6 epochs, every fourth of its 2,000 test images (500) certified with
+n0 = 100, n = 1,000 as at cpu scale) and ``smoke`` (the quickstart's TinyCNN on one image per
+class for one epoch: checks the pipeline, not the claims).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from scipy.stats import wilcoxon
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fast_at import data_facts, quickstart  # noqa: E402
+from fast_at import MODEL_NAMES, RESNET18, data_facts, device_of, quickstart  # noqa: E402
 from paired_verdicts import learns, mcnemar  # noqa: E402
 from result_files import write_result_files  # noqa: E402
 
@@ -52,11 +58,20 @@ SIGMA = 0.25
 RADII = (0.0, 0.25, 0.5)
 BASELINE = "gaussian"
 NAMES = {"gaussian": "Gaussian augmentation", "smoothadv": "SmoothAdv", "macer": "MACER"}
+# Per scale: data and model arguments over the quickstart's, epochs (None: the quickstart's),
+# certification sizes, SmoothAdv's attack steps and the accelerator. ``gpu`` is sized with the
+# rest of the ``new_methods`` plan to fit 8 minutes on one H200 (benchmarks/device/plans.py).
 SCALES: dict[str, dict[str, Any]] = {
-    "cpu": {"data": {}, "epochs": None, "n0": 100, "n": 1000, "skip": 2, "attack_steps": 10},
-    "smoke": {"data": {"samples_per_class": 8, "val_size": 20, "val_samples_per_class": 2,
-                       "test_samples_per_class": 2, "batch_size": 32},
-              "epochs": 1, "n0": 10, "n": 50, "skip": 2, "attack_steps": 2},
+    "cpu": {"data": {}, "model": {}, "epochs": None, "n0": 100, "n": 1000, "skip": 2,
+            "attack_steps": 10, "accelerator": "cpu"},
+    "gpu": {"data": {"samples_per_class": 500, "val_size": 1000, "val_samples_per_class": 50,
+                     "test_samples_per_class": 200, "batch_size": 128, "num_workers": 4},
+            "model": RESNET18, "epochs": 6, "n0": 100, "n": 1000, "skip": 4,
+            "attack_steps": 10, "accelerator": "gpu"},
+    "smoke": {"data": {"samples_per_class": 1, "val_size": 20, "val_samples_per_class": 1,
+                       "test_samples_per_class": 1, "batch_size": 10},
+              "model": {}, "epochs": 1, "n0": 10, "n": 50, "skip": 2, "attack_steps": 2,
+              "accelerator": "cpu"},
 }
 
 
@@ -89,13 +104,13 @@ def methods(model_args: dict[str, Any], scale: dict[str, Any]) -> dict[str, Robu
     }
 
 
-def train_and_certify(method: RobustClassifier, data: CIFAR10DataModule,
-                      epochs: int) -> dict[str, Any]:
+def train_and_certify(method: RobustClassifier, data: CIFAR10DataModule, epochs: int,
+                      accelerator: str = "cpu") -> dict[str, Any]:
     """Fit, then ``test`` (clean accuracy and certification); return metrics and records."""
     seed_everything(0, verbose=False)
     trainer = Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False,
-                      inference_mode=False, accelerator="cpu", devices=1,
+                      inference_mode=False, accelerator=accelerator, devices=1,
                       num_sanity_val_steps=0)
     start = time.perf_counter()
     trainer.fit(method, data)
@@ -137,18 +152,21 @@ def compare(run: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any
 
 def run(scale: dict[str, Any]) -> dict[str, Any]:
     model_args, data_args, epochs = quickstart()
+    model_args.update(scale["model"])
     epochs = scale["epochs"] or epochs
+    device_of(scale)  # the gpu scale stops here without CUDA
     runs: dict[str, Any] = {}
     data = None
     for name, method in methods(model_args, scale).items():
         data = CIFAR10DataModule(**{**data_args, **scale["data"]})
-        runs[name] = train_and_certify(method, data, epochs)
+        runs[name] = train_and_certify(method, data, epochs, scale["accelerator"])
         print(f"{name}: {runs[name]['fit_seconds']:.0f} s fit, {runs[name]['test_seconds']:.0f} "
               f"s test", flush=True)
     baseline = runs[BASELINE]
     check = learns(sum(baseline["correct"]), len(baseline["correct"]), 10)
     comparisons = {name: compare(runs[name], baseline) for name in runs if name != BASELINE}
-    return {"epochs": epochs, "sigma": SIGMA, "n0": scale["n0"], "n": scale["n"],
+    return {"epochs": epochs, "model": MODEL_NAMES[model_args["backbone"]], "sigma": SIGMA,
+            "n0": scale["n0"], "n": scale["n"],
             "data": data_facts(data), "baseline_learns": check, "runs": runs,
             "comparisons": comparisons}
 
@@ -157,12 +175,14 @@ def to_markdown(result: dict[str, Any]) -> str:
     runs = result["runs"]
     images = len(runs[BASELINE]["index"])
     check = result["baseline_learns"]
+    scale = {"cpu": "CPU", "gpu": "GPU", "smoke": "smoke"}[result.get("scale", "cpu")]
     lines = [
-        "# SmoothAdv and MACER vs Gaussian augmentation at CPU scale",
+        f"# SmoothAdv and MACER vs Gaussian augmentation at {scale} scale",
         "",
         f"`{result['command']}` ({result['date']}, wall time {result['wall_seconds']} s)",
         "",
-        f"σ = {result['sigma']}; TinyCNN width 16 on {result['data']['train_images']:,} real "
+        f"σ = {result['sigma']}; {result.get('model', 'TinyCNN width 16')} on "
+        f"{result['data']['train_images']:,} real "
         f"CIFAR-10 training images, {result['epochs']} epochs, the quickstart's optimizer for "
         f"all three; CERTIFY (n0 = {result['n0']}, n = {result['n']:,}, α = 0.001) of {images} "
         "evenly spaced test images by `SmoothingCertification` in each method's `test`. "
@@ -211,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     body = run(SCALES[args.scale])
     result = {"command": f"python benchmarks/certified_training.py --scale {args.scale} "
-                         f"--output {args.output}",
+                         f"--output {args.output}", "scale": args.scale,
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "wall_seconds": round(time.perf_counter() - start), **body}
     markdown = to_markdown(result)

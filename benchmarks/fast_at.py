@@ -27,7 +27,11 @@ at 16/255 its held-out PGD accuracy peaks near 14 % before collapsing, so a fall
 al.'s 20 points cannot happen: the guard runs with ``max_drop`` 0.1.
 
 Scales: ``cpu`` (the figures in ``benchmarks/results``; about 15 minutes on 2 cores for both
-parts) and ``smoke`` (a few images and one epoch: checks the pipeline, not the claims).
+parts), ``gpu`` (one CUDA device, the ``new_methods`` plan of the GPU bundle,
+``benchmarks/device``: the CIFAR ResNet-18 instead of the TinyCNN, 10,000 training images,
+6 epochs (8 for the overfitting part), 2,000 test images, the quickstart's optimizer and
+schedule) and ``smoke`` (the quickstart's TinyCNN on one image per class for one epoch:
+checks the pipeline, not the claims, in seconds on a CPU).
 """
 
 from __future__ import annotations
@@ -66,14 +70,39 @@ from lit_robust.models.modes import eval_mode  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 EPS = 8 / 255
 REFERENCE = "pgd10_at"
+RESNET18 = {"backbone": "resnet18", "backbone_kwargs": {}}  # the CIFAR ResNet-18
+# Per scale: data and model arguments over the quickstart's, epochs (None: the quickstart's),
+# throughput rounds, the overfitting part's settings and the accelerator. ``gpu``: the GPU
+# bundle's CIFAR-10 subset (1,100 training images per class: 1,000 of them held out, 1,000
+# per class kept; 200 test images per class), sized with the rest of the ``new_methods`` plan
+# to fit 8 minutes on one H200 (benchmarks/device/plans.py); its ``max_drop`` is the cpu
+# scale's, not yet measured against the ResNet-18's peak PGD accuracy at 16/255.
 SCALES: dict[str, dict[str, Any]] = {
-    "cpu": {"data": {}, "epochs": None, "iterations": 3, "repeats": 5,
-            "overfitting_eps": 16 / 255, "overfitting_epochs": 12, "max_drop": 0.1},
-    "smoke": {"data": {"samples_per_class": 12, "val_size": 40, "val_samples_per_class": 4,
-                       "test_samples_per_class": 4, "batch_size": 32},
-              "epochs": 1, "iterations": 1, "repeats": 1,
-              "overfitting_eps": 16 / 255, "overfitting_epochs": 2, "max_drop": 0.1},
+    "cpu": {"data": {}, "model": {}, "epochs": None, "iterations": 3, "repeats": 5,
+            "overfitting_eps": 16 / 255, "overfitting_epochs": 12, "max_drop": 0.1,
+            "accelerator": "cpu"},
+    "gpu": {"data": {"samples_per_class": 1000, "val_size": 1000, "val_samples_per_class": 50,
+                     "test_samples_per_class": 200, "batch_size": 128, "num_workers": 4},
+            "model": RESNET18, "epochs": 6, "iterations": 10, "repeats": 5,
+            "overfitting_eps": 16 / 255, "overfitting_epochs": 8, "max_drop": 0.1,
+            "accelerator": "gpu"},
+    "smoke": {"data": {"samples_per_class": 1, "val_size": 20, "val_samples_per_class": 1,
+                       "test_samples_per_class": 1, "batch_size": 10},
+              "model": {}, "epochs": 1, "iterations": 1, "repeats": 1,
+              "overfitting_eps": 16 / 255, "overfitting_epochs": 2, "max_drop": 0.1,
+              "accelerator": "cpu"},
 }
+MODEL_NAMES = {"tiny_cnn": "TinyCNN width 16", "resnet18": "CIFAR ResNet-18"}
+
+
+def device_of(scale: dict[str, Any]) -> torch.device:
+    """The device a scale runs on; the ``gpu`` scale refuses to run without CUDA."""
+    if scale["accelerator"] == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise SystemExit("error: the gpu scale needs a CUDA device and none is available; on "
+                         "a CPU use --scale cpu or --scale smoke")
+    return torch.device("cuda")
 
 
 def quickstart() -> tuple[dict[str, Any], dict[str, Any], int]:
@@ -105,12 +134,12 @@ def data_module(data_args: dict[str, Any], scale: dict[str, Any]) -> CIFAR10Data
 
 
 def fit(method: RobustClassifier, data: CIFAR10DataModule, epochs: int,
-        callbacks: list | None = None) -> float:
+        callbacks: list | None = None, accelerator: str = "cpu") -> float:
     """Train with the quickstart's trainer settings; return the wall time in seconds."""
     seed_everything(0, verbose=False)
     trainer = Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False,
-                      inference_mode=False, accelerator="cpu", devices=1,
+                      inference_mode=False, accelerator=accelerator, devices=1,
                       callbacks=callbacks or [], num_sanity_val_steps=0)
     start = time.perf_counter()
     trainer.fit(method, data)
@@ -118,15 +147,18 @@ def fit(method: RobustClassifier, data: CIFAR10DataModule, epochs: int,
 
 
 def test_predictions(method: RobustClassifier, data: CIFAR10DataModule,
-                     eps: float = EPS) -> dict[str, Any]:
+                     eps: float = EPS, device: torch.device | None = None) -> dict[str, Any]:
     """Clean and PGD-10 (step ε/4, i.e. 2/255 at 8/255, one seeded random start) correctness
-    of every test image, in test-set order; robust means correct on both."""
+    of every test image, in test-set order, on ``device`` (default: the CPU); robust means
+    correct on both."""
     data.setup("test")
     clean, robust, labels = [], [], []
-    model = method.model
+    device = device or torch.device("cpu")
+    model = method.to(device).model
     torch.manual_seed(0)
     with eval_mode(model):
         for x, y in data.test_dataloader():
+            x, y = x.to(device), y.to(device)
             x_adv = pgd(model, x, y, eps=eps, step_size=eps / 4, steps=10)
             with torch.no_grad():
                 clean.append(model(x).argmax(1) == y)
@@ -137,24 +169,34 @@ def test_predictions(method: RobustClassifier, data: CIFAR10DataModule,
             "images": len(clean_t), "classes": int(torch.cat(labels).max()) + 1}
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def step_throughput(methods: dict[str, RobustClassifier], data: CIFAR10DataModule,
-                    iterations: int, repeats: int) -> dict[str, dict[str, float]]:
+                    iterations: int, repeats: int,
+                    device: torch.device | None = None) -> dict[str, dict[str, float]]:
     """Images/s of each method's training step (attack, loss, backward, SGD step), timed
-    side by side on the same real batches, alternating methods within every round."""
+    side by side on the same real batches on ``device`` (default: the CPU), alternating
+    methods within every round."""
     data.setup("fit")
+    device = device or torch.device("cpu")
     batches = []
     for x, y in data.train_dataloader():
-        batches.append((x, y))
+        batches.append((x.to(device), y.to(device)))
         if len(batches) == iterations:
             break
     optimizers = {}
     for name, method in methods.items():
         method.configure_model()
+        method.to(device)
         method.model.train()
         optimizers[name] = torch.optim.SGD(method.model.parameters(), lr=0.01, momentum=0.9)
 
     def run(name: str) -> float:
         method, optimizer = methods[name], optimizers[name]
+        _synchronize(device)
         start = time.perf_counter()
         for x, y in batches:
             x_adv = method.make_adversarial(x, y)
@@ -162,6 +204,7 @@ def step_throughput(methods: dict[str, RobustClassifier], data: CIFAR10DataModul
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        _synchronize(device)
         return sum(len(y) for _, y in batches) / (time.perf_counter() - start)
 
     for name in methods:  # warm-up
@@ -182,16 +225,19 @@ def step_throughput(methods: dict[str, RobustClassifier], data: CIFAR10DataModul
 
 def run_fast(scale: dict[str, Any]) -> dict[str, Any]:
     model_args, data_args, epochs = quickstart()
+    model_args.update(scale["model"])
     epochs = scale["epochs"] or epochs
+    device = device_of(scale)
     data = data_module(data_args, scale)
     timed = fast_methods({**model_args, "num_classes": data.num_classes,
                           "mean": list(data.mean), "std": list(data.std)})
-    throughput = step_throughput(timed, data, scale["iterations"], scale["repeats"])
+    throughput = step_throughput(timed, data, scale["iterations"], scale["repeats"], device)
     runs: dict[str, Any] = {}
     for name, method in fast_methods(model_args).items():
         data = data_module(data_args, scale)
-        seconds = fit(method, data, epochs)
-        runs[name] = {"fit_seconds": round(seconds, 1), **test_predictions(method, data)}
+        seconds = fit(method, data, epochs, accelerator=scale["accelerator"])
+        runs[name] = {"fit_seconds": round(seconds, 1),
+                      **test_predictions(method, data, device=device)}
         print(f"{name}: {seconds:.0f} s", flush=True)
     reference = runs[REFERENCE]
     baseline = learns(sum(reference["clean"]), reference["images"], reference["classes"])
@@ -202,7 +248,8 @@ def run_fast(scale: dict[str, Any]) -> dict[str, Any]:
         for metric in ("clean", "pgd10"):
             comparisons.append({"method": name, "metric": metric,
                                 **mcnemar(runs[name][metric], reference[metric])})
-    return {"epochs": epochs, "data": data_facts(data), "throughput": throughput,
+    return {"epochs": epochs, "model": MODEL_NAMES[model_args["backbone"]],
+            "batch_size": data.batch_size, "data": data_facts(data), "throughput": throughput,
             "baseline_learns": baseline, "runs": runs, "comparisons": comparisons}
 
 
@@ -216,6 +263,8 @@ def data_facts(data: CIFAR10DataModule) -> dict[str, int]:
 
 def run_overfitting(scale: dict[str, Any]) -> dict[str, Any]:
     model_args, data_args, _ = quickstart()
+    model_args.update(scale["model"])
+    device = device_of(scale)
     eps, epochs = scale["overfitting_eps"], scale["overfitting_epochs"]
     results: dict[str, Any] = {}
     for name, guard in (("unguarded", CatastrophicOverfittingGuard(max_drop=0.99)),
@@ -225,15 +274,16 @@ def run_overfitting(scale: dict[str, Any]) -> dict[str, Any]:
             eps=eps, **{**model_args, "val_attack_batches": 1},
             val_attack=PGDAttack(eps=eps, step_size=eps / 4, steps=10), evaluators=[])
         data = data_module(data_args, scale)
-        seconds = fit(method, data, epochs, callbacks=[guard])
+        seconds = fit(method, data, epochs, callbacks=[guard], accelerator=scale["accelerator"])
         results[name] = {"fit_seconds": round(seconds, 1), "history": guard.history,
-                         "events": guard.events, **test_predictions(method, data, eps)}
+                         "events": guard.events, **test_predictions(method, data, eps, device)}
         print(f"{name}: {seconds:.0f} s, events {guard.events}", flush=True)
     comparisons = [{"metric": metric, **mcnemar(results["guarded"][metric],
                                                 results["unguarded"][metric])}
                    for metric in ("clean", "pgd10")]
     return {"eps": eps, "epochs": epochs, "max_drop": scale["max_drop"],
-            "data": data_facts(data), "runs": results, "comparisons": comparisons}
+            "model": MODEL_NAMES[model_args["backbone"]], "data": data_facts(data),
+            "runs": results, "comparisons": comparisons}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -247,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scale = SCALES[args.scale]
     body = run_fast(scale) if args.part == "fast" else run_overfitting(scale)
     result = {"command": f"python benchmarks/fast_at.py --part {args.part} --scale "
-                         f"{args.scale} --output {args.output}",
+                         f"{args.scale} --output {args.output}", "scale": args.scale,
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "wall_seconds": round(time.perf_counter() - start), **body}
     markdown = fast_markdown(result) if args.part == "fast" else overfitting_markdown(result)

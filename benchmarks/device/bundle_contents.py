@@ -52,4 +52,11 @@ CONTENTS = {
     "cartl_study": PlanContents(("robust", "standard"), {
         "cifar10": {"train_per_class": 500, "test_per_class": 10},
         "gtsrb": {"train_per_class": 70, "test_first": 2000}}),
+    # fast AT and catastrophic overfitting (10,000 training, 1,000 held-out and 2,000 test
+    # CIFAR-10 images), certified training (5,000 of those training images), and AutoLoRa vs
+    # TWINS-AT and AT fine-tuning of the robust model on GTSRB (70 training images per class,
+    # the first 2,000 test images)
+    "new_methods": PlanContents(("robust",), {
+        "cifar10": {"train_per_class": 1100, "test_per_class": 200},
+        "gtsrb": {"train_per_class": 70, "test_first": 2000}}),
 }

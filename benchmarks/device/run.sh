@@ -4,15 +4,16 @@
 #   python benchmarks/device/pack.py <plan>           # here, once: builds benchmarks/device/bundle
 #   bash benchmarks/device/run.sh <plan> [--smoke]    # on the GPU machine (or here, --smoke)
 #
-# Plans: perf, twins_rift, cartl_study (benchmarks/device/plans.py). The wheels are installed
-# into a temporary site directory that comes first on PYTHONPATH, the data and models are
-# unpacked into a temporary folder, and the plan runs the same lit-robust configs users run.
+# Plans: perf, twins_rift, cartl_study, new_methods (benchmarks/device/plans.py). The wheels
+# are installed into a temporary site directory that comes first on PYTHONPATH, the data and
+# models are unpacked into a temporary folder, and the plan runs the same lit-robust configs
+# and benchmark scripts users run.
 # Results (JSON + markdown, at most 8 files) go to $OUT (default benchmarks/device/out).
 # --smoke runs the plan's pipeline at tiny sizes on the CPU in under 3 minutes.
 # Environment: LIT_ROBUST_BUNDLE (default benchmarks/device/bundle), PYTHON (default python3).
 set -euo pipefail
 if [[ $# -lt 1 ]]; then
-  echo "usage: bash benchmarks/device/run.sh <perf|twins_rift|cartl_study> [--smoke]" >&2
+  echo "usage: bash benchmarks/device/run.sh <perf|twins_rift|cartl_study|new_methods> [--smoke]" >&2
   exit 2
 fi
 plan=$1

@@ -35,7 +35,7 @@ REPO = DEVICE_DIR.parents[1]
 sys.path.insert(0, str(DEVICE_DIR))
 
 from bundle_contents import UNPACKED_MODEL_FILES  # noqa: E402
-from plans import PLANS, Step, step_work  # noqa: E402
+from plans import BENCHMARKS, PLANS, Step, step_work  # noqa: E402
 from work import Work, cpu_rates, gpu_ratio, pre_run_gpu_rates  # noqa: E402
 
 BUDGET_S = {"gpu": 480.0, "smoke": 170.0}
@@ -105,7 +105,20 @@ def estimate_lines(plan: str, works: dict[str, Work], rates: dict[str, dict]) ->
 
 
 def run_step(step: Step, smoke: bool, out: Path, work: Path, models: Path) -> dict:
-    """Run one step; returns what it produced (result files are written into ``out``)."""
+    """Run one step; returns what it produced (result files are written into ``out``; a
+    benchmark's markdown goes into the plan's own, so that at most 8 files come back)."""
+    scale = "smoke" if smoke else "gpu"
+    if step.kind == "benchmark":
+        import importlib
+
+        script, arguments = BENCHMARKS[step.name]
+        stem = work / "runs" / step.name / f"{step.name}_{scale}"
+        result = importlib.import_module(script).main(
+            [*arguments, "--scale", scale, "--output", str(stem)])
+        (out / f"{stem.name}.json").write_bytes(stem.with_suffix(".json").read_bytes())
+        return {"status": "ran", "files": [f"{stem.name}.json"],
+                "report": stem.with_suffix(".md").read_text(),
+                "verdicts": _benchmark_verdicts(result)}
     if step.kind == "reproduce":
         import reproduce
 
@@ -128,6 +141,15 @@ def run_step(step: Step, smoke: bool, out: Path, work: Path, models: Path) -> di
             "summary": gpu_suite.summary_lines({step.name: outcome})[2:]}
 
 
+def _benchmark_verdicts(result: dict) -> dict[str, str]:
+    """The paired verdicts of a benchmark's result (fast_at.py, certified_training.py)."""
+    rows = result["comparisons"]
+    if isinstance(rows, dict):  # certified_training.py: per method
+        rows = [{"method": method, **row} for method, rows in rows.items() for row in rows]
+    return {f"{row.get('method', 'guarded vs unguarded')}: {row['metric']}": row["verdict"]
+            for row in rows}
+
+
 def check_out(out: Path) -> list[str]:
     """The files in ``out``, after checking the limits of what comes back."""
     files = sorted(path for path in out.rglob("*") if path.is_file())
@@ -148,8 +170,12 @@ def plan_markdown(record: dict) -> str:
              f"`{record['command']}` ({record['date']}), device {record['device']}.", "",
              *record["estimate"], "", "## Steps", "",
              "| step | status | estimated (s) | took (s) | result |", "|---|---|---|---|---|"]
-    summaries = []
+    summaries, reports = [], []
     for name, step in record["steps"].items():
+        if step.get("report"):  # its title becomes a section, its sections subsections
+            title, *body = step["report"].splitlines()
+            reports += ["", f"## {name}: {title.removeprefix('# ')}",
+                        *("#" + line if line.startswith("#") else line for line in body)]
         detail = step.get("message") or ", ".join(step.get("files", []))
         if step.get("summary"):
             detail = detail or "figures below"
@@ -161,6 +187,7 @@ def plan_markdown(record: dict) -> str:
     if summaries:
         lines += ["", "## Figures (gpu_suite.py)", "", "| step | figure | value |",
                   "|---|---|---|", *summaries]
+    lines += reports
     return "\n".join(lines) + "\n"
 
 
