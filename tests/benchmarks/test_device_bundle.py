@@ -153,7 +153,6 @@ def test_the_smoke_rehearsal_runs_from_a_fresh_bundle_alone(plan: str, tmp_path:
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"plan_{plan}.json", f"plan_{plan}.md", *files])
     record = json.loads((out / f"plan_{plan}.json").read_text())
-    assert record["seconds"] < 180
     for name, path in record["imported_from_bundle"].items():
         assert "/site/" in path and str(REPO) not in path, name
     assert {step["status"] for step in record["steps"].values()} == {"ran"}
