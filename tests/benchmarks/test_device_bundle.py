@@ -83,11 +83,27 @@ def test_the_new_methods_plan_counts_its_work_and_fits_eight_minutes() -> None:
 
 
 def _check_twins_rift(out: Path, nowhere: Path) -> None:
+    """The RiFT and TWINS smokes of ``reproduce.py`` as the bundle runs them (their result
+    files' fields are checked in tests/benchmarks/test_reproduce.py on CARTL and the study)."""
     rift = json.loads((out / "reproduce_rift_smoke.json").read_text())
     assert rift["status"] == "ran" and rift["test_images"] == 20
+    assert list(rift["runs"]) == list(rift["ours"]) == ["base", "rift"]
+    assert rift["paper_numbers"]["values"]["rift"] == {"clean": 83.44, "pgd10": 53.65}
+    assert set(rift["ours"]["rift"]) == {"clean", "pgd10", "autoattack", "corruption"}
+    assert "| base | 81.46 | 53.63 |" in (out / "reproduce_rift_smoke.md").read_text()
     assert str(nowhere) not in json.dumps(rift)
     twins = json.loads((out / "reproduce_twins_smoke.json").read_text())
+    assert twins["status"] == "ran" and twins["test_images"] == 40
     assert list(twins["runs"]) == ["head", "at_ft", "twins_at"]
+    assert list(twins["ours"]) == ["at_ft", "twins_at"]
+    assert twins["paper_numbers"]["values"] == {}
+    # smoke: PGD-2 with the 2/255 step of PGD-10
+    assert twins["metrics"]["pgd10"] == "robust_acc/pgd2_linf_eps0.03137_step0.007843"
+    assert "Tiny-ImageNet is not among its" in twins["paper_numbers"]["setting"]
+    assert len(twins["directions"]) == 3
+    for result in (rift, twins):
+        assert all(row["test"] in {"exact McNemar", "paired bootstrap"}
+                   for row in result["directions"])
 
 
 def _check_new_methods(out: Path, nowhere: Path) -> None:

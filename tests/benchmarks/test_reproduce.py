@@ -1,5 +1,6 @@
 """The reproduction suite: its plans per scale, its verdicts, skipped papers, and the smoke
-scale of TWINS, RiFT, CARTL and the transfer study end to end on real data."""
+scale of CARTL and the transfer study end to end on real data (those of RiFT and TWINS run
+from the GPU bundle in tests/benchmarks/test_device_bundle.py)."""
 
 from __future__ import annotations
 
@@ -207,29 +208,6 @@ def check_result(result: dict, tmp_path: Path, paper: str, runs: list[str], imag
     assert "Smoke scale" in markdown and "## Directions" in markdown
     for row in written["directions"]:
         assert f"| {row['text']} | {row['delta_points']:+.2f} [" in markdown
-
-
-@pytest.mark.slow
-def test_twins_smoke_end_to_end(tmp_path: Path) -> None:
-    twins = reproduce.main(["--paper", "twins", "--scale", "smoke", "--results-dir",
-                            str(tmp_path), "--work-dir", str(tmp_path / "work")])
-    check_result(twins, tmp_path, "twins", ["head", "at_ft", "twins_at"], images=40,
-                 reported=["at_ft", "twins_at"])
-    assert twins["paper_numbers"]["values"] == {}
-    # smoke: PGD-2 with the 2/255 step of PGD-10
-    assert twins["metrics"]["pgd10"] == "robust_acc/pgd2_linf_eps0.03137_step0.007843"
-    assert "Tiny-ImageNet is not among its" in twins["paper_numbers"]["setting"]
-    assert len(twins["directions"]) == 3
-
-
-@pytest.mark.slow
-def test_rift_smoke_end_to_end(tmp_path: Path) -> None:
-    rift = reproduce.main(["--paper", "rift", "--scale", "smoke", "--results-dir",
-                           str(tmp_path), "--work-dir", str(tmp_path / "work")])
-    check_result(rift, tmp_path, "rift", ["base", "rift"], images=20)
-    assert rift["paper_numbers"]["values"]["rift"] == {"clean": 83.44, "pgd10": 53.65}
-    assert set(rift["ours"]["rift"]) == {"clean", "pgd10", "autoattack", "corruption"}
-    assert "| base | 81.46 | 53.63 |" in (tmp_path / "reproduce_rift_smoke.md").read_text()
 
 
 @pytest.mark.parametrize("scale", ["cpu", "gpu"])
