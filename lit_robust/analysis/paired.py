@@ -13,7 +13,8 @@ Each run's ``report.json`` keeps which images each metric got right
   ``X ~ Binomial(b + c, 1/2)`` (McNemar, Psychometrika 1947; the exact form of Fay, 2010);
 - for a per-image fraction (corruption accuracy over corruptions × severities), with a
   **paired bootstrap** test: images resampled with replacement, the two-sided p-value twice
-  the smaller share of resampled differences on either side of 0;
+  the smaller share of resampled differences on either side of 0, counted as a Monte Carlo
+  p-value (:func:`bootstrap_pvalue`: at least 2/(resamples + 1), never 0);
 - in both cases reports the **paired bootstrap confidence interval** of the difference (the
   percentile interval of the mean per-image difference over resamples of the images; exact
   and fast because the difference takes few distinct values, so a resample is a multinomial
@@ -87,6 +88,13 @@ def mcnemar_exact_pvalue(only_ours: int, only_baseline: int) -> float:
     return min(1.0, 2.0 * float(binom.cdf(min(only_ours, only_baseline), discordant, 0.5)))
 
 
+def bootstrap_pvalue(beyond: int, resamples: int) -> float:
+    """Two-sided Monte Carlo p-value of "no difference" from ``beyond`` of ``resamples``
+    resampled differences on the smaller side of 0: ``min(1, 2·(beyond + 1)/(resamples + 1))``
+    (Davison and Hinkley, Bootstrap Methods, 1997, §4.2), never 0 however few fall there."""
+    return min(1.0, 2.0 * (beyond + 1) / (resamples + 1))
+
+
 def bootstrap_mean_differences(differences: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
                                seed: int = BOOTSTRAP_SEED) -> np.ndarray:
     """The mean of ``differences`` over ``resamples`` resamples of its entries with
@@ -139,8 +147,8 @@ def paired_difference(ours: PerImageResult, baseline: PerImageResult, confidence
         test, p_value = "exact McNemar", mcnemar_exact_pvalue(only_ours, only_baseline)
     else:
         only_ours = only_baseline = None
-        share = min(float((means <= 0).mean()), float((means >= 0).mean()))
-        test, p_value = "paired bootstrap", min(1.0, 2.0 * share)
+        beyond = min(int((means <= 0).sum()), int((means >= 0).sum()))
+        test, p_value = "paired bootstrap", bootstrap_pvalue(beyond, resamples)
     return PairedDifference(n, float(a.mean()), float(b.mean()), delta, interval, unpaired,
                             confidence, test, p_value, only_ours, only_baseline)
 

@@ -8,7 +8,9 @@ import pytest
 from scipy.stats import binom
 
 from lit_robust.analysis.paired import (
+    BOOTSTRAP_RESAMPLES,
     bootstrap_mean_differences,
+    bootstrap_pvalue,
     mcnemar_exact_pvalue,
     paired_difference,
     paired_verdict,
@@ -96,7 +98,8 @@ def test_fractions_use_the_paired_bootstrap() -> None:
                                    PerImageResult(index, base, 75))
     assert difference.test == "paired bootstrap" and difference.only_ours is None
     assert difference.delta == pytest.approx(3 / 75 / 2)
-    assert difference.p_value < 1e-3
+    # no resample of 20,000 reaches 0: the Monte Carlo p-value is its floor, not 0
+    assert difference.p_value == pytest.approx(2 / (BOOTSTRAP_RESAMPLES + 1))
     assert paired_verdict(difference, "up") == "reproduced"
     assert difference.interval[1] - difference.interval[0] < 0.2 * (
         difference.unpaired_interval[1] - difference.unpaired_interval[0])
@@ -119,3 +122,11 @@ def test_runs_on_different_images_cannot_be_paired() -> None:
         paired_difference(ours, other)
     with pytest.raises(ValueError, match="different evaluation settings"):
         paired_difference(ours, PerImageResult(np.arange(10), np.ones(10, dtype=int), 5))
+
+
+def test_the_bootstrap_pvalue_counts_the_observed_difference() -> None:
+    """(beyond + 1)/(resamples + 1) on each side, doubled: 0 of 20,000 gives 2/20,001, not 0;
+    half of them gives 1."""
+    assert bootstrap_pvalue(0, 20_000) == pytest.approx(2 / 20_001)
+    assert bootstrap_pvalue(99, 999) == pytest.approx(0.2)
+    assert bootstrap_pvalue(10_000, 20_000) == 1.0
