@@ -26,6 +26,7 @@ class NonFiniteLossError(RuntimeError):
 USER_ERRORS = (ConfigurationError, NonFiniteLossError, DataFileError, DatasetNotFoundError,
                CheckpointReadError, CheckpointMismatchError, BlockCountError,
                NoBlockLayoutError, DataSettingError)
+"""The exception types that mean a wrong input; ``lit-robust`` shows them as one line."""
 
 
 def root_message(error: BaseException) -> str:

@@ -3,9 +3,9 @@
 A Lightning checkpoint holds the weights, the optimizer and scheduler states and the loops'
 progress. Bit-identical resumption needs two more things, both saved in every checkpoint:
 
-- the training order and the position within the epoch: :class:`~lit_robust.data.base.
-  RobustDataModule` keeps them (its order and augmentation never touch the global random
-  generators, see :mod:`lit_robust.data.sampling`);
+- the training order and the position within the epoch:
+  :class:`~lit_robust.data.base.RobustDataModule` keeps them (its order and augmentation never
+  touch the global random generators, see :mod:`lit_robust.data.sampling`);
 - the global random states (PyTorch CPU and CUDA, NumPy, Python), which random attack starts
   and dropout draw from: :class:`RandomStateCheckpoint` saves them and restores them just
   before the first training batch after the resume, which is the moment they were saved at.

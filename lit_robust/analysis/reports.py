@@ -4,13 +4,15 @@ A report (written by :class:`~lit_robust.evaluation.RobustnessReport`) holds ``m
 (``method``, ``checkpoint``, ``dataset``, ...), ``config`` (the method's init arguments) and
 ``metrics``. A *field* names a value to group by:
 
-| field | value |
-|---|---|
-| ``run`` | the name of the folder that holds the report file |
-| ``metadata.<key>`` | ``metadata[key]`` |
-| ``config.<a>.<b>`` | ``config[a][b]`` (a dotted path into the nested config) |
-| ``model.<a>``, ``model.init_args.<a>`` | ``config[a]`` (the config holds the model's init args) |
-| ``<key>`` or ``<a>.<b>`` | ``metadata`` first, else the dotted path into ``config`` |
+======================================  =====
+field                                   value
+======================================  =====
+``run``                                 the name of the folder that holds the report file
+``metadata.<key>``                      ``metadata[key]``
+``config.<a>.<b>``                      ``config[a][b]`` (a dotted path into the nested config)
+``model.<a>``, ``model.init_args.<a>``  ``config[a]`` (the config holds the model's init args)
+``<key>`` or ``<a>.<b>``                ``metadata`` first, else the dotted path into ``config``
+======================================  =====
 
 A *metric spec* is ``[label=]name``, where ``name`` is an exact metric name or a shell-style
 pattern matched segment by segment between the ``/`` (``robust_acc/autoattack*`` matches

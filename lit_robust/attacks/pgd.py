@@ -96,8 +96,9 @@ def random_init(x: Tensor, eps: float, norm: Norm, start: Start = "ball",
             start lies near radius ε. ``"sphere"``: L2 only, uniform on the sphere of radius
             ε (the robustness library's start). ``"normal"``: 0.001·N(0, I) projected onto the
             ball (the official TRADES code).
-        noise: draw from these per-image numbers (:class:`~lit_robust.attacks.image_noise.
-            ImageNoise`) instead of the global generator.
+        noise: draw from these per-image numbers
+            (:class:`~lit_robust.attacks.image_noise.ImageNoise`) instead of the global
+            generator.
 
     Returns:
         δ with ``x + δ`` in [0, 1] and ``‖δ‖ ≤ ε``.

@@ -10,8 +10,9 @@ One step of size α along the sign of the input gradient, taken from a random st
   Training", NeurIPS 2022, §4): k = 2, α = ε, **not** projected, so ‖δ‖∞ ≤ k·ε + α = 3ε.
 
 As in the three official codes the random start is clamped to the [0, 1] image box before the
-gradient is taken, and the result is clamped to the box again. Like :func:`~lit_robust.attacks.
-pgd.pgd` the function only reads the model; the caller sets its BatchNorm mode.
+gradient is taken, and the result is clamped to the box again. Like
+:func:`~lit_robust.attacks.pgd.pgd` the function only reads the model; the caller sets its
+BatchNorm mode.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import scipy.io
 from lit_robust.data.images import DataFileError
 
 Key = TypeVar("Key")
+"""The type of a listing's keys (class names, class ids, file names)."""
 
 
 def entry_error(path: Path, expected: str, entry: Any, where: str | int | None = None

@@ -2,16 +2,18 @@
 
 Metric names are flat strings that double as TensorBoard tags (logged as ``test/<name>``):
 
-| evaluator | metric names |
-|---|---|
-| :class:`CleanAccuracy` | ``clean_acc`` |
-| :class:`PGDEvaluator` | ``robust_acc/pgd<steps>[x<restarts>]_<norm>_eps<ε>[_step<step>]`` (the step only when not 2.5·ε/steps), e.g. ``robust_acc/pgd10x3_linf_eps0.03137`` |
-| :class:`ExpectedRobustness` | ``expected_robust_acc/<name>`` (mean over an ε grid) and ``robust_acc/...`` per ε |
-| :class:`AutoAttackEvaluator` | ``robust_acc/autoattack_standard_linf_eps0.03137`` and ``.../<attack>`` after each attack |
-| :class:`SanityChecks` | ``sanity/<check>`` (1.0 pass, 0.0 fail) and ``eps_sweep/sanity/eps<ε>`` |
-| :func:`check_metrics` | ``sanity/robust_le_clean``, ``sanity/eps0_robust_matches_clean`` |
-| :class:`SmoothingCertification` | ``smoothing_sigma<σ>/certified_acc@<r>``, ``.../acr``, ... |
-| :class:`CorruptionRobustness` | ``corruption_acc/mean``, ``corruption_acc/<corruption>``, ... |
+===============================  ============
+evaluator                        metric names
+===============================  ============
+:class:`CleanAccuracy`           ``clean_acc``
+:class:`PGDEvaluator`            ``robust_acc/pgd<steps>[x<restarts>]_<norm>_eps<ε>[_step<step>]`` (the step only when not 2.5·ε/steps), e.g. ``robust_acc/pgd10x3_linf_eps0.03137``
+:class:`ExpectedRobustness`      ``expected_robust_acc/<name>`` (mean over an ε grid) and ``robust_acc/...`` per ε
+:class:`AutoAttackEvaluator`     ``robust_acc/autoattack_standard_linf_eps0.03137`` and ``.../<attack>`` after each attack
+:class:`SanityChecks`            ``sanity/<check>`` (1.0 pass, 0.0 fail) and ``eps_sweep/sanity/eps<ε>``
+:func:`check_metrics`            ``sanity/robust_le_clean``, ``sanity/eps0_robust_matches_clean``
+:class:`SmoothingCertification`  ``smoothing_sigma<σ>/certified_acc@<r>``, ``.../acr``, ...
+:class:`CorruptionRobustness`    ``corruption_acc/mean``, ``corruption_acc/<corruption>``, ...
+===============================  ============
 
 Accuracies are fractions in [0, 1]; a ``name=...`` argument replaces the default name.
 """  # noqa: E501

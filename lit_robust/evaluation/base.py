@@ -15,9 +15,9 @@ unshuffled ``DistributedSampler``, which deals the indices round-robin (the k-th
 r is test image r + k·W for W processes) and pads the last round with copies of the first
 images so that every rank gets as many. An evaluator numbers the images it sees with
 :meth:`Evaluator.global_index` and, once it knows the test-set size
-(:meth:`Evaluator.set_dataset_size`; a method's ``test`` and :func:`~lit_robust.evaluation.
-runner.evaluate` set it from the test loader), :meth:`Evaluator.real_images` drops the padding
-copies, whose index is at least the size.
+(:meth:`Evaluator.set_dataset_size`; a method's ``test`` and
+:func:`~lit_robust.evaluation.runner.evaluate` set it from the test loader),
+:meth:`Evaluator.real_images` drops the padding copies, whose index is at least the size.
 
 Evaluators whose work on one batch (or in :meth:`Evaluator.run_standalone`) is long print
 progress lines with an ETA (:mod:`lit_robust.progress`) when :func:`enable_progress` turned
@@ -147,8 +147,10 @@ class Evaluator(Metric):
         return x, y
 
     def keep_per_image(self) -> None:
-        """Register the states that keep per-image results (:mod:`~lit_robust.evaluation.
-        per_image`); evaluators that record them call this in ``__init__``.
+        """Register the states that keep per-image results.
+
+        See :mod:`~lit_robust.evaluation.per_image`; evaluators that record them call this in
+        ``__init__``.
 
         The states are concatenated across DDP ranks, like the images they describe.
         """

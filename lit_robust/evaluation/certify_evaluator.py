@@ -151,7 +151,7 @@ class SmoothingCertification(Evaluator):
 
     @property
     def stride(self) -> int:
-        """Index spacing of the certified images: ``skip``, or ⌈size / ``max_images``⌉.
+        """Index spacing of the certified images: ``skip``, or size / ``max_images`` rounded up.
 
         Raises:
             ValueError: without ``skip`` while the test-set size is unknown.

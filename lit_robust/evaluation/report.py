@@ -2,15 +2,17 @@
 
 Metric names are flat strings (also TensorBoard tags); the report groups them by name:
 
-| group | metric names |
-|---|---|
-| clean | ``clean_acc`` |
-| adversarial | ``robust_acc/<attack>`` (PGD, AutoAttack and its per-attack ``.../<attack>``) |
-| ε sweep | ``eps_sweep/<name>/eps<ε>`` |
-| certified | every ``<prefix>/...`` whose prefix reports ``certified_acc@<r>`` (with ``acr``) |
-| corruptions | names containing ``corruption`` (``corruption_acc/mean``, ...) |
-| sanity | ``<name>/<check>`` for the checks of :mod:`lit_robust.evaluation.sanity` (pass/fail) |
-| other | everything else |
+===========  ============
+group        metric names
+===========  ============
+clean        ``clean_acc``
+adversarial  ``robust_acc/<attack>`` (PGD, AutoAttack and its per-attack ``.../<attack>``)
+ε sweep      ``eps_sweep/<name>/eps<ε>``
+certified    every ``<prefix>/...`` whose prefix reports ``certified_acc@<r>`` (with ``acr``)
+corruptions  names containing ``corruption`` (``corruption_acc/mean``, ...)
+sanity       ``<name>/<check>`` for the checks of :mod:`lit_robust.evaluation.sanity` (pass/fail)
+other        everything else
+===========  ============
 
 Existing reports are never overwritten: when ``report.json`` or ``report.md`` exists in the
 directory, the next free ``report-1``, ``report-2``, ... is used.
@@ -118,8 +120,9 @@ class RobustnessReport:
             every evaluator's settings (:mod:`lit_robust.evaluation.provenance`).
         num_classes: classes of the task; adds the check ``sanity/clean_above_chance``
             (clean accuracy above 1/num_classes, which an untrained or broken model fails).
-        per_image: which test images each metric got right (:mod:`~lit_robust.evaluation.
-            per_image`), stored compactly under ``per_image`` for paired comparisons.
+        per_image: which test images each metric got right
+            (:mod:`~lit_robust.evaluation.per_image`), stored compactly under ``per_image`` for
+            paired comparisons.
     """
 
     def __init__(

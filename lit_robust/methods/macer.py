@@ -32,8 +32,9 @@ class MACER(GaussianAugmentation):
         hinge: γ, the hinge: only images with ``Φ⁻¹(p₁) − Φ⁻¹(p₂) ≤ γ`` contribute (named
             ``hinge`` because ``gamma`` is the learning-rate decay factor of every method).
         radius_weight: λ, the robustness term's weight.
-        **kwargs: the arguments of :class:`~lit_robust.methods.smoothing_training.
-            GaussianAugmentation` and :class:`~lit_robust.methods.base.RobustClassifier`.
+        **kwargs: the arguments of
+            :class:`~lit_robust.methods.smoothing_training.GaussianAugmentation` and
+            :class:`~lit_robust.methods.base.RobustClassifier`.
 
     Raises:
         ValueError: for ``beta <= 0``, ``hinge <= 0``, ``radius_weight < 0`` and the Gaussian

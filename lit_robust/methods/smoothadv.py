@@ -18,8 +18,9 @@ class SmoothAdv(GaussianAugmentation):
     """Adversarial training of the smoothed classifier: train on noisy SmoothAdv examples.
 
     Each step draws m noise samples ``ηᵢ ~ N(0, σ²I)`` per image, finds ``x'`` by L2 PGD on the
-    soft smoothed classifier with those draws fixed (:func:`~lit_robust.attacks.smoothed.
-    smooth_adv_pgd`, in eval mode, §3 of the paper), and minimizes the cross-entropy of the
+    soft smoothed classifier with those draws fixed
+    (:func:`~lit_robust.attacks.smoothed.smooth_adv_pgd`, in eval mode, §3 of the paper), and
+    minimizes the cross-entropy of the
     base classifier on ``x' + ηᵢ``: on all m copies (``train_on_all_copies``, their
     ``--train-multi-noise``, used for the released CIFAR-10 models) or on the first only.
     ε grows linearly over the first ``eps_warmup_epochs`` epochs (their ``--warmup``).
@@ -42,8 +43,9 @@ class SmoothAdv(GaussianAugmentation):
             ε·min(1, (e + 1)/w); 0 disables the warm-up.
         train_on_all_copies: train on all m noisy adversarial copies; ``False`` trains on one
             noisy copy per image (the first draw of the attack).
-        **kwargs: the arguments of :class:`~lit_robust.methods.smoothing_training.
-            GaussianAugmentation` (validation certification) and of
+        **kwargs: the arguments of
+            :class:`~lit_robust.methods.smoothing_training.GaussianAugmentation` (validation
+            certification) and of
             :class:`~lit_robust.methods.base.RobustClassifier`.
 
     Raises:

@@ -38,7 +38,7 @@ from lit_robust.models.wide_resnet import WideResNet
 
 @dataclass(frozen=True)
 class BlockLayout:
-    """A backbone as ``head(pool(blocks[-2](... blocks[0](stem(x)))))``.
+    """A backbone as ``head(pool(blocks[-2](⋯ blocks[0](stem(x)))))``.
 
     Attributes:
         stem: maps the (normalized) input to the input of ``blocks[0]``; never trained.

@@ -28,6 +28,7 @@ from lit_robust.evaluation.corruptions.generate import CORRUPTIONS, SEVERITIES
 from lit_robust.paths import data_root, resolve_path
 
 CorruptionDataset = Literal["cifar10", "cifar100", "tinyimagenet"]
+"""The datasets with published corrupted test sets (CIFAR-10-C, CIFAR-100-C, Tiny-ImageNet-C)."""
 
 FOLDERS: dict[str, str] = {
     "cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C", "tinyimagenet": "Tiny-ImageNet-C",

@@ -60,6 +60,7 @@ CORRUPTIONS = (
 """The 15 benchmark corruptions, in the order of the paper's figures."""
 
 SEVERITIES = (1, 2, 3, 4, 5)
+"""The five severity levels of every corruption, 1 the mildest."""
 
 
 def corrupt(

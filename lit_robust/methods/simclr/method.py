@@ -39,8 +39,9 @@ class SimCLR(RobustClassifier):
     backbone's features and the MLP ``projector``, and NT-Xent (:func:`~lit_robust.losses.nt_xent`)
     pulls the two views of an image together against the other images of the batch. Under
     DDP the batch is the global one: with ``gather_negatives`` every process contrasts its
-    views with the projections of all processes (:func:`~lit_robust.methods.simclr.gather.
-    gather_with_grad`), as the paper does across its TPU cores.
+    views with the projections of all processes
+    (:func:`~lit_robust.methods.simclr.gather.gather_with_grad`), as the paper does across its
+    TPU cores.
 
     The backbone's own classifier head is trained at the same time as an *online linear
     probe* on the detached features of the first view (cross-entropy with the labels, no
