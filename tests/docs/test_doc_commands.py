@@ -108,6 +108,25 @@ def doc_commands() -> list[DocCommand]:
             for words in split_commands(block.group(1)):
                 if words[0] in PARSED_PROGRAMS and not (words[0] == "python" and words[1] == "-c"):
                     found.append(DocCommand(where, tuple(words)))
+        found.extend(inline_commands(path, text))
+    return found
+
+
+def inline_commands(path: Path, text: str) -> list[DocCommand]:
+    """The complete commands shown inline in the prose (a code span that starts with one of
+    :data:`PARSED_PROGRAMS` and gives at least one option), outside the fenced blocks. Spans
+    that elide (``...``) or list alternatives (``fit | test``) are fragments, not commands."""
+    prose = re.sub(r"^```.*?^```", lambda block: "\n" * block.group(0).count("\n"), text,
+                   flags=re.S | re.M)
+    found = []
+    for span in re.finditer(r"(?<!`)`([^`\n]+)`(?!`)", prose):
+        command = span.group(1)
+        words = command.split()
+        if (words[0] in PARSED_PROGRAMS and " --" in command and "..." not in command
+                and "|" not in command):
+            line = prose[:span.start()].count("\n") + 1
+            found.extend(DocCommand(f"{path.relative_to(REPO)}:{line}", tuple(w))
+                         for w in split_commands(command))
     return found
 
 
@@ -172,6 +191,7 @@ def exit_code(run, *args) -> tuple[int, str]:
 def check_lit_robust(args: list[str]) -> tuple[int, str]:
     subcommand, *rest = args
     assert subcommand in LIT_ROBUST_SUBCOMMANDS, f"unknown subcommand {subcommand!r}"
+    rest = [word for word in rest if word != "--print_config"]  # shown with it, or not
     return exit_code(lit_robust_main, [subcommand, "--print_config", *rest])
 
 
@@ -268,3 +288,16 @@ def test_a_renamed_option_and_a_missing_config_fail() -> None:
     assert check_command(("python", "benchmarks/reproduce.py", "--paper", "twins",
                           "--scale", "no_such_scale"))[0] == 2
     assert check_command(("lit-robust-compare", "logs/", "--no-such-flag"))[0] == 2
+
+
+def test_the_reader_takes_complete_inline_commands_and_leaves_fragments() -> None:
+    text = ("Run `lit-robust fit --config a.yaml --trainer.max_epochs 2` first; `lit-robust fit`,\n"
+            "`lit-robust test --ckpt_path ...` and `lit-robust fit | test` are fragments.\n"
+            "```bash\nlit-robust fit --config in_a_block.yaml\n```\n"
+            "Then `python benchmarks/reproduce.py --paper rift --scale cpu`.\n")
+    found = inline_commands(REPO / "README.md", text)
+    assert [(command.where, command.words) for command in found] == [
+        ("README.md:1", ("lit-robust", "fit", "--config", "a.yaml", "--trainer.max_epochs", "2")),
+        ("README.md:6", ("python", "benchmarks/reproduce.py", "--paper", "rift", "--scale",
+                         "cpu")),
+    ]
