@@ -152,6 +152,11 @@ def test_every_notebook_has_an_example_page(built: Path) -> None:
         assert page.is_file(), f"{notebook.name} has no page under examples/"
 
 
+def test_the_changelog_has_an_entry_for_the_version() -> None:
+    changelog = (DOCS / "changelog.md").read_text(encoding="utf-8")
+    assert f"\n## {lit_robust.__version__}\n" in changelog
+
+
 MARKDOWN_LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE_LINK = re.compile(r"^\s*\[[^\]]+\]:\s*(\S+)", re.MULTILINE)
 
