@@ -6,8 +6,11 @@ folder when the build starts and are not kept in git:
 
 - ``api/generated/``: one page per module of the package, from the docstrings (autodoc,
   Google style through napoleon), so a new module gets its page without anyone writing it;
-- ``examples/notebooks/``: copies of ``notebooks/*.ipynb``, rendered by myst-nb with the outputs
-  they are stored with, never executed while building.
+- ``examples/notebooks/``: ``notebooks/*.ipynb`` executed top to bottom (in ``notebooks/``, as
+  Jupyter runs them from the repository, on the data ``LIT_ROBUST_DATA`` names) and rendered by
+  myst-nb with their outputs. A notebook that raises fails the build. The repository keeps the
+  notebooks without outputs; building executes them (about a minute and a half on a 2-core
+  machine), so the site always shows what the current code prints.
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ html_title = f"lit_robust {release}"
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence", "deflist"]
 
-# myst-nb: the notebooks are shown as stored; building the docs never runs them.
+# myst-nb renders the notebooks executed by ``execute_notebooks`` (below) as they are.
 nb_execution_mode = "off"
+NOTEBOOK_TIMEOUT_S = 600
+"""The longest a notebook cell may run while the docs build."""
 
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
@@ -135,15 +140,33 @@ def write_api_pages(app) -> None:
         write_if_changed(API_FOLDER / f"{name}.rst", module_page(name, modules))
 
 
-def copy_notebooks(app) -> None:
-    """Copy ``notebooks/*.ipynb`` beside ``examples/index.md``; copies of removed ones go."""
+def executed(source: Path) -> str:
+    """The notebook ``source`` executed top to bottom in its own folder, as JSON text.
+
+    Raises:
+        nbclient.exceptions.CellExecutionError: a cell raised; the build stops with its
+            traceback.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(source, as_version=4)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    NotebookClient(notebook, timeout=NOTEBOOK_TIMEOUT_S, kernel_name="python3",
+                   resources={"metadata": {"path": str(source.parent)}}).execute()
+    return nbformat.writes(notebook)
+
+
+def execute_notebooks(app) -> None:
+    """Write each ``notebooks/*.ipynb``, executed, beside ``examples/index.md``; copies of
+    removed notebooks go."""
     NOTEBOOK_FOLDER.mkdir(parents=True, exist_ok=True)
     sources = {path.name: path for path in NOTEBOOK_SOURCE.glob("*.ipynb")}
     for stale in NOTEBOOK_FOLDER.glob("*.ipynb"):
         if stale.name not in sources:
             stale.unlink(missing_ok=True)
-    for name, source in sources.items():
-        write_if_changed(NOTEBOOK_FOLDER / name, source.read_text(encoding="utf-8"))
+    for name, source in sorted(sources.items()):
+        write_if_changed(NOTEBOOK_FOLDER / name, executed(source))
 
 
 def resolve_reexported_name(app, env, node, contnode):
@@ -181,6 +204,6 @@ def resolve_reexported_name(app, env, node, contnode):
 
 def setup(app):
     app.connect("builder-inited", write_api_pages)
-    app.connect("builder-inited", copy_notebooks)
+    app.connect("builder-inited", execute_notebooks)
     app.connect("missing-reference", resolve_reexported_name)
     return {"parallel_read_safe": True}

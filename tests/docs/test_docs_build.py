@@ -6,13 +6,15 @@ to a missing page, a ``:class:`` to a lit_robust object that does not exist), a 
 every toctree, a docstring that is not valid reStructuredText or a module that fails to import
 fails the build, so the first test. The others read the built HTML: every internal link reaches
 an existing file and anchor, every public module has its API page and every name a subpackage
-exports is documented, every notebook has its example page. The README's relative links are
+exports is documented, every notebook ran (the build executes them on the real data) and
+its example page shows the outputs. The README's relative links are
 checked against the repository.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import re
 import subprocess
@@ -21,9 +23,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import nbformat
 import pytest
 
 import lit_robust
+from tests.shared_paths import shared_data_root, shared_models_root
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -36,10 +40,13 @@ DOCUMENTED_PACKAGES = ("methods", "attacks", "evaluation", "data", "models", "an
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The HTML folder of one clean build; the build's log is in the assertion message."""
     output = tmp_path_factory.mktemp("docs")
+    environment = {**os.environ, "LIT_ROBUST_DATA": str(shared_data_root()),
+                   "LIT_ROBUST_MODELS": str(shared_models_root()), "OMP_NUM_THREADS": "2",
+                   "MPLBACKEND": "Agg"}
     done = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html",
          "-d", str(output / "doctrees"), str(DOCS), str(output / "html")],
-        cwd=REPO, capture_output=True, text=True, timeout=900)
+        cwd=REPO, env=environment, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         pytest.fail(f"sphinx-build exited {done.returncode}:\n{done.stderr[-6000:]}")
     return output / "html"
@@ -144,12 +151,19 @@ def test_every_exported_name_is_documented(built: Path) -> None:
     assert not undocumented, f"exported but not documented: {undocumented}"
 
 
-def test_every_notebook_has_an_example_page(built: Path) -> None:
+def test_every_notebook_executes_and_its_page_shows_the_outputs(built: Path) -> None:
+    """The build executed each notebook on the real data (a cell that raises fails the
+    build): its example page shows what the cells printed, and no cell output is an error."""
     notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
     assert notebooks
     for notebook in notebooks:
         page = built / "examples" / "notebooks" / f"{notebook.stem}.html"
         assert page.is_file(), f"{notebook.name} has no page under examples/"
+        ran = nbformat.read(DOCS / "examples" / "notebooks" / notebook.name, as_version=4)
+        outputs = [output for cell in ran.cells if cell.cell_type == "code"
+                   for output in cell.outputs]
+        assert outputs and not [o for o in outputs if o.output_type == "error"], notebook.name
+        assert 'class="cell_output' in page.read_text(encoding="utf-8"), notebook.name
 
 
 def test_the_changelog_has_an_entry_for_the_version() -> None:
