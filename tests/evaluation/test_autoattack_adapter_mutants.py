@@ -66,7 +66,8 @@ class _FakeAutoAttack:
         attack = self.attacks_to_run[0]
         self.calls.append({"attack": attack, "x": x.clone(), "y": y.clone(),
                            "batch_size": batch_size, "contiguous": x.is_contiguous(),
-                           "dtype": x.dtype, "grad": torch.is_grad_enabled(),
+                           "dtype": x.dtype, "label_dtype": y.dtype,
+                           "grad": torch.is_grad_enabled(),
                            "requires_grad": [p.requires_grad for p in self.model.parameters()],
                            "training": self.model.model.training})
         torch.rand(5)  # AutoAttack re-seeds and draws from the global generator
@@ -196,6 +197,7 @@ def test_the_cascade_attacks_only_the_images_still_robust(fake: Any) -> None:
     assert [call["y"].tolist() for call in calls] == [
         [0, 1, 2, 9, 4, 5, 6, 7], [0, 4, 5, 6, 7], [0, 4, 6, 7]]
     assert torch.equal(calls[1]["x"], x[[0, 4, 5, 6, 7]])
+    assert _FakeAPGD.built == []  # no per-attack setting: AutoAttack's own APGD objects
     assert evaluator.robust_count.tolist() == [5, 4, 3]
     assert int(evaluator.total) == 8
     assert evaluator.compute() == {"robust_acc/aa": 3 / 8, "robust_acc/aa/apgd-ce": 5 / 8,
@@ -247,9 +249,11 @@ def test_the_attack_sees_contiguous_float32_images_in_eval_mode_with_frozen_weig
     model = _LabelFromPixel().train()
     x, y = _images([1, 2, 3])
     x = x.double().contiguous(memory_format=torch.channels_last)
-    AutoAttackEvaluator(version="custom", attacks_to_run=["apgd-ce"]).update(model, x, y)
+    AutoAttackEvaluator(version="custom", attacks_to_run=["apgd-ce"]).update(
+        model, x, y.to(torch.int32))
     (call,) = fake.built[0].calls
     assert call["contiguous"] and call["dtype"] == torch.float32
+    assert call["label_dtype"] == torch.long
     assert call["requires_grad"] == [False] and not call["training"] and call["grad"]
     assert model.training and model.scale.requires_grad
 
@@ -295,6 +299,10 @@ def test_progress_counts_attack_runs_over_the_batches(fake: Any) -> None:
     progress = evaluator.progress(None, "ignored")
     assert (progress.total, progress.done, progress.unit) == (math.ceil(7 / 3) * 2, 2,
                                                               "attack runs")
+    single = AutoAttackEvaluator(version="custom", attacks_to_run=["apgd-ce"])
+    single.set_dataset_size(7)
+    single.update(_LabelFromPixel(), *_images([1]))
+    assert single.progress(None, "ignored").total == 7
     unknown = AutoAttackEvaluator(version="custom", attacks_to_run=["apgd-ce"])
     unknown.update(_LabelFromPixel(), *_images([1, 2]))
     assert unknown.progress(5, "x").total is None
@@ -369,7 +377,7 @@ def test_routed_messages_are_printed_with_the_prefix_when_verbose(
     assert capsys.readouterr().out.splitlines() == ["aa: robust accuracy: 12.50%",
                                                     "aa: plain %s"]
     assert caplog.records == []
-    assert routed.extra == {} and routed.logger is adapter.logger
+    assert routed.logger is adapter.logger
 
 
 def test_routed_messages_are_logged_at_debug_level_when_quiet(
@@ -377,8 +385,66 @@ def test_routed_messages_are_logged_at_debug_level_when_quiet(
 ) -> None:
     routed = adapter._RoutedLog(verbose=False, prefix="aa")
     with caplog.at_level(logging.DEBUG, logger=adapter.logger.name):
-        routed.info("robust accuracy: %.2f%%", 12.5, stacklevel=1)
+        routed.info("robust accuracy: %.2f%%", 12.5, stack_info=True)
         routed.warning("zero gradients in %d points", 3)
     assert capsys.readouterr().out == ""
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (logging.DEBUG, "robust accuracy: 12.50%"), (logging.WARNING, "zero gradients in 3 points")]
+    assert caplog.records[0].stack_info is not None  # keyword arguments reach the logger
+
+
+def test_settings_of_one_and_l2_budgets_above_one_are_accepted() -> None:
+    evaluator = AutoAttackEvaluator(norm="L2", eps=1.5, version="custom",
+                                    attacks_to_run=["apgd-ce", "fab"], apgd_n_iter=1,
+                                    apgd_n_restarts=1, fab_n_restarts=1, batch_size=1)
+    assert (evaluator.norm, evaluator.eps, evaluator.batch_size) == ("L2", 1.5, 1)
+    assert evaluator.attacks == ["apgd-ce", "fab"]
+    assert evaluator.settings["fab_n_restarts"] == 1 and evaluator.settings["fab_n_iter"] is None
+    with pytest.raises(ValueError, match=r"^batch_size and every per-attack setting must be "
+                                         r">= 1, got batch_size=0 and \{"):
+        AutoAttackEvaluator(batch_size=0)
+    with pytest.raises(ValueError, match="L-inf eps=1.5"):
+        AutoAttackEvaluator(norm="LINF", eps=1.5)
+
+
+def test_names_of_the_standard_and_custom_versions() -> None:
+    standard = AutoAttackEvaluator(eps=4 / 255)
+    assert standard.name == "autoattack_standard_linf_eps0.01569"
+    assert standard.attacks == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    custom = AutoAttackEvaluator(norm="l2", eps=0.5, version="custom",
+                                 attacks_to_run=("square", "apgd-dlr"))
+    assert custom.name == "autoattack_square+apgd-dlr_l2_eps0.5"
+    assert custom.metric_names() == ["robust_acc/autoattack_square+apgd-dlr_l2_eps0.5",
+                                     "robust_acc/autoattack_square+apgd-dlr_l2_eps0.5/square",
+                                     "robust_acc/autoattack_square+apgd-dlr_l2_eps0.5/apgd-dlr"]
+    assert AutoAttackEvaluator(name="aa").metric_names()[0] == "robust_acc/aa"
+
+
+@pytest.mark.filterwarnings("ignore:.*called before the ``update``")
+def test_compute_before_any_image_names_the_evaluator() -> None:
+    with pytest.raises(RuntimeError, match=r"^AutoAttackEvaluator \('aa'\) saw no test examples"):
+        AutoAttackEvaluator(name="aa").compute()
+
+
+def test_the_error_messages_of_bad_versions_and_attacks() -> None:
+    with pytest.raises(ValueError) as error:
+        AutoAttackEvaluator(apgd_n_iter=5, square_n_queries=9)
+    assert str(error.value) == (
+        "attacks_to_run and per-attack settings (apgd_n_iter, square_n_queries) apply to "
+        "version='custom' only; the standard version uses AutoAttack's fixed settings")
+    with pytest.raises(ValueError, match=r"settings \(none\) apply"):
+        AutoAttackEvaluator(attacks_to_run=["square"])
+    with pytest.raises(ValueError) as error:
+        AutoAttackEvaluator(version="custom", attacks_to_run=[])
+    assert str(error.value) == (
+        "version='custom' needs attacks_to_run, e.g. ['apgd-ce', 'square'], from apgd-ce, "
+        "apgd-dlr, fab, square, apgd-t, fab-t")
+    with pytest.raises(ValueError) as error:
+        AutoAttackEvaluator(version="custom", attacks_to_run=["fab", "pgd"])
+    assert str(error.value) == (
+        "attacks_to_run=['fab', 'pgd'] has unknown or repeated attacks; choose each at most "
+        "once from apgd-ce, apgd-dlr, fab, square, apgd-t, fab-t")
+    with pytest.raises(ValueError, match=r"^version must be 'standard' or 'custom', got 'Custom'"):
+        AutoAttackEvaluator(version="Custom")
+    with pytest.raises(ValueError, match=r"^norm must be 'Linf' or 'L2', got 'L1'$"):
+        AutoAttackEvaluator(norm="L1")
