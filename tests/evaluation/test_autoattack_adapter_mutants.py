@@ -334,8 +334,12 @@ def test_too_few_classes_name_the_attacks_that_need_more(
 ) -> None:
     monkeypatch.setattr(sys.modules[__name__], "NUM_CLASSES", classes)
     evaluator = AutoAttackEvaluator(version="custom", attacks_to_run=attacks)
-    with pytest.raises(ValueError, match=rf"^{too_few} cannot attack a {classes}-class model"):
+    with pytest.raises(ValueError) as error:
         evaluator.update(_LabelFromPixel(), *_images([0]))
+    assert str(error.value) == (
+        f"{too_few} cannot attack a {classes}-class model (the DLR loss needs at least 4 "
+        "classes, targeted attacks at least 2); use version='custom' with attacks_to_run="
+        "['apgd-ce', 'square']")
     assert fake.built == []
 
 
@@ -405,6 +409,32 @@ def test_settings_of_one_and_l2_budgets_above_one_are_accepted() -> None:
         AutoAttackEvaluator(batch_size=0)
     with pytest.raises(ValueError, match="L-inf eps=1.5"):
         AutoAttackEvaluator(norm="LINF", eps=1.5)
+
+
+def test_defaults_are_autoattacks_linf_budget_batch_and_seed(fake: Any) -> None:
+    evaluator = AutoAttackEvaluator()
+    assert (evaluator.norm, evaluator.eps, evaluator.version, evaluator.batch_size,
+            evaluator.seed, evaluator.verbose) == ("Linf", 8 / 255, "standard", 250, 0, False)
+    evaluator.update(_LabelFromPixel(), *_images([1]))
+    assert fake.built[0].kwargs["seed"] == 0
+    assert {call["batch_size"] for call in fake.built[0].calls} == {250}
+
+
+def test_counts_are_summed_across_processes(fake: Any) -> None:
+    """Two shards merged as the DDP reduction merges them give the one-process counts."""
+    fake.BREAKS = {"apgd-ce": {1}, "square": {3}}
+    x, y = _images([0, 1, 2, 3, 4, 1])
+    whole, first, second = (AutoAttackEvaluator(version="custom", name="aa",
+                                                attacks_to_run=["apgd-ce", "square"])
+                            for _ in range(3))
+    whole.update(_LabelFromPixel(), x, y)
+    first.update(_LabelFromPixel(), x[:2], y[:2])
+    second.update(_LabelFromPixel(), x[2:], y[2:])
+    first.merge_state(second)
+    assert first.robust_count.tolist() == whole.robust_count.tolist() == [4, 3]
+    assert int(first.total) == 6
+    assert first.compute() == whole.compute() == {
+        "robust_acc/aa": 3 / 6, "robust_acc/aa/apgd-ce": 4 / 6, "robust_acc/aa/square": 3 / 6}
 
 
 def test_names_of_the_standard_and_custom_versions() -> None:
