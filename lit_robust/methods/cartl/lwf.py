@@ -66,7 +66,7 @@ class LwFTransfer(LastKTransfer):
         schedule: ScheduleName = "constant",
         milestones: Sequence[float] | None = None,
         **kwargs: Any,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         if lam < 0:
             raise ValueError(f"lam must be >= 0, got {lam}")
         if head_only_epochs < 0:

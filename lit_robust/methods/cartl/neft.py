@@ -40,8 +40,13 @@ class NEFTTransfer(LastKTransfer):
             settings).
     """
 
-    def __init__(self, beta: float = 0.4, freeze_bn_affine: bool = True,
-                 reuse_source_statistics: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        beta: float = 0.4,
+        freeze_bn_affine: bool = True,
+        reuse_source_statistics: bool = False,
+        **kwargs: Any,
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         if not 0.0 < beta <= 1.0:
             raise ValueError(f"beta must be in (0, 1], got {beta}")
         super().__init__(freeze_bn_affine=freeze_bn_affine,

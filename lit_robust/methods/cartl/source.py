@@ -50,7 +50,7 @@ class CARTLSource(AdversarialTraining):
         lr: float = 0.1,
         weight_decay: float = 5e-4,
         **kwargs: Any,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive number of blocks, got {k!r}")
         if lam < 0:

@@ -69,7 +69,7 @@ class LastKTransfer(RobustClassifier):
         milestones: Sequence[float] | None = (40, 70, 90),
         gamma: float = 0.2,
         **kwargs: Any,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive number of blocks, got {k!r}")
         if kwargs.get("pretrained") is None and not allow_random_source:
@@ -133,7 +133,7 @@ class VanillaTransfer(LastKTransfer):
         freeze_bn_affine: bool = True,
         reuse_source_statistics: bool = True,
         **kwargs: Any,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         super().__init__(freeze_bn_affine=freeze_bn_affine,
                          reuse_source_statistics=reuse_source_statistics, **kwargs)
         self.adversarial = adversarial
