@@ -382,13 +382,18 @@ def test_fdm_term_on_hand_computed_features(k: int, reduction: str) -> None:
         h = net.stem(images)
         return h if k == 3 else net.block2(net.block1(h)).mean(dim=(2, 3))
 
-    with torch.no_grad():
-        difference = (features(x_adv) - features(x)).flatten(1)
-        per_example = difference.norm(dim=1) / difference.shape[1] ** 0.5
-        distance = per_example.sum() if reduction == "sum" else per_example.mean()
-        expected_logits = net(x_adv)
+    difference = (features(x_adv) - features(x)).flatten(1)
+    per_example = difference.norm(dim=1) / difference.shape[1] ** 0.5
+    distance = per_example.sum() if reduction == "sum" else per_example.mean()
+    expected_logits = net(x_adv)
+    expected = F.cross_entropy(expected_logits, y) + 0.25 * distance
     torch.testing.assert_close(logits, expected_logits)
-    torch.testing.assert_close(loss, F.cross_entropy(expected_logits, y) + 0.25 * distance)
+    torch.testing.assert_close(loss, expected)
+    # the distance pulls both branches: neither feature batch is detached
+    weights = [net.stem.weight, net.block1.conv.weight]
+    for grad, expected_grad in zip(torch.autograd.grad(loss, weights),
+                                   torch.autograd.grad(expected, weights), strict=True):
+        torch.testing.assert_close(grad, expected_grad)
 
 
 def test_source_checks_k_against_the_backbone_and_keeps_the_model() -> None:
@@ -525,8 +530,10 @@ def test_lwf_batch_start_puts_the_source_back_in_eval() -> None:
     assert [bn.training for bn in _bns(method, TINY_BNS)] == [False, False, False, True]
 
 
-def test_lwf_body_batchnorms_leave_out_a_batchnorm_inside_the_head() -> None:
-    method = LwFTransfer(**RANDOM, head_only_epochs=1, reuse_source_statistics=True)
+@pytest.mark.parametrize("k", [None, 2])
+def test_lwf_body_batchnorms_leave_out_a_batchnorm_inside_the_head(k: int | None) -> None:
+    """The head trains during the warm-up, so its BatchNorm is never held in eval mode."""
+    method = LwFTransfer(**RANDOM, k=k, head_only_epochs=1, reuse_source_statistics=True)
     model = _hand_model(head_bn=True)
     method.model = method.transform_model(model)
     net = model.net
