@@ -131,7 +131,7 @@ class RiFT(RobustClassifier):
         milestones: Sequence[float] | None = (5,),
         gamma: float = 0.1,
         **kwargs: Any,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         super().__init__(lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
                          milestones=milestones, gamma=gamma, **kwargs)
         scopes = ("least_critical", "top_k_least", "all", "last_layer", "most_critical")
