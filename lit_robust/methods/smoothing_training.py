@@ -64,7 +64,7 @@ class GaussianAugmentation(RobustClassifier):
         val_certify_n: int = 100,
         val_certify_alpha: float = 0.001,
         **kwargs: Any,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         if not 0 < sigma <= 4:
             raise ValueError(
                 f"sigma must be in (0, 4] pixel units (images are in [0, 1]; e.g. 0.25 or "
@@ -179,7 +179,7 @@ class ConsistencyRegularization(GaussianAugmentation):
         entropy_weight: float = 0.5,
         training_loop: TrainingLoop = "chunks",
         **kwargs: Any,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         if training_loop not in ("chunks", "batch"):
             raise ValueError(f"training_loop must be 'chunks' (m optimizer steps per batch, the "
                              f"official code) or 'batch' (one step), got {training_loop!r}")

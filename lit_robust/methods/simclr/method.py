@@ -89,7 +89,7 @@ class SimCLR(RobustClassifier):
         blur_probability: float = 0.0,
         gather_negatives: bool = True,
         **kwargs: Any,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block (save_hyperparameters reads the signature)
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0 (e.g. 0.5), got {temperature}")
         if projection_dim < 1 or (projection_hidden_dim is not None and projection_hidden_dim < 1):
