@@ -499,3 +499,89 @@ def test_the_checkpoint_record_round_trips_and_freezes_on_load() -> None:
     record = {}
     unsaved.on_save_checkpoint(record)
     assert record["rift"]["base_state"] == {}
+
+
+# --------------------------------------------------------------------------- fit start
+
+
+def test_only_process_zero_searches_and_the_others_take_its_choice(monkeypatch) -> None:
+    rows = [CriticalityRow(m, 0.1, 1.0, 1.1, 0.5, 0.4, 1) for m in CONVS]
+    searches: list[int] = []
+    model = _rift()
+    monkeypatch.setattr(model, "_criticality_table", lambda: searches.append(1) or rows)
+    trainer = _attach(model)
+    model._search_on_first_process()
+    assert searches == [1] and model.mrc_table == rows
+    assert model.finetuned_modules == ["layer1.conv"]
+    assert trainer.broadcasts == [((rows, ["layer1.conv"]), 0)]
+    other = _rift()
+    monkeypatch.setattr(other, "_criticality_table", lambda: searches.append(2) or rows)
+    sent: list[object] = []
+    trainer = _attach(other, is_global_zero=False)
+    trainer.strategy.broadcast = lambda value, src=0: sent.append((value, src)) or (rows, ["x"])
+    other._search_on_first_process()
+    assert searches == [1] and sent == [(None, 0)]
+    assert other.mrc_table == rows and other.finetuned_modules == ["x"]
+    named = _rift(module="layer4.conv")
+    monkeypatch.setattr(named, "_criticality_table", lambda: searches.append(3) or rows)
+    _attach(named)
+    named._search_on_first_process()
+    assert searches == [1] and named.mrc_table is None
+    assert named.finetuned_modules == ["layer4.conv"]
+
+
+def test_fit_start_searches_freezes_and_rebuilds_the_optimizer_unless_restored(monkeypatch,
+                                                                              tmp_path) -> None:
+    model = _rift(module="linear")
+    setups: list[object] = []
+    logs: list[str] = []
+    trainer = _attach(model, [(torch.rand(2, 3, 8, 8), torch.tensor([0, 1]))])
+    trainer.strategy.setup_optimizers = setups.append
+    monkeypatch.setattr(model, "_log_search", lambda: logs.append("search"))
+    model.on_fit_start()
+    assert model.finetuned_modules == ["linear"] and setups == [trainer]
+    assert logs == ["search"]
+    assert set(model._base_state) == {"net.linear.weight", "net.linear.bias"}
+    assert torch.equal(model._base_state["net.linear.bias"], model.model.net.linear.bias)
+    assert model._base_state["net.linear.bias"] is not model.model.net.linear.bias
+    assert {n for n, p in model.model.named_parameters() if p.requires_grad} == set(
+        model._base_state)
+    restored = _rift()
+    restored.finetuned_modules = ["layer2.conv"]
+    kept = {"net.layer2.conv.weight": torch.zeros(1)}
+    restored._base_state = kept
+    trainer = _attach(restored, [(torch.rand(2, 3, 8, 8), torch.tensor([0, 1]))])
+    trainer.strategy.setup_optimizers = setups.append
+    monkeypatch.setattr(restored, "_search_on_first_process",
+                        lambda: pytest.fail("a restored run searched again"))
+    monkeypatch.setattr(restored, "_log_search", lambda: logs.append("restored"))
+    restored.on_fit_start()
+    assert restored._base_state is kept and setups == [model.trainer]
+    assert logs == ["search", "restored"]
+    assert {n for n, p in restored.model.named_parameters() if p.requires_grad} == {
+        "net.layer2.conv.weight"}
+    fresh = _rift(module="linear")
+    _attach(fresh, [])
+    with pytest.raises(ValueError, match="held-out validation split"):
+        fresh.on_fit_start()
+
+
+def test_ddp_wraps_the_model_again_after_freezing() -> None:
+    from lightning.pytorch.strategies import DDPStrategy
+
+    class Recording(DDPStrategy):
+        configured = 0
+
+        def configure_ddp(self) -> None:
+            self.configured += 1
+
+    model = _rift()
+    strategy = Recording()
+    strategy.model = nn.Linear(1, 1)  # the earlier wrapper
+    _attach(model, strategy=strategy)
+    model._wrap_ddp_again()
+    assert strategy.model is model and strategy.configured == 1
+    model._wrap_ddp_again()  # already the module: nothing to do
+    assert strategy.configured == 1
+    _attach(model)  # a plain strategy: nothing to do (it has no configure_ddp)
+    model._wrap_ddp_again()
