@@ -188,32 +188,36 @@ def test_the_ddp_loss_averages_to_the_whole_batch_loss_and_gradients() -> None:
         torch.testing.assert_close(alone.nt_xent(z1[3:], z2[3:]), nt_xent(z1[3:], z2[3:], 0.4))
 
 
-def test_gather_with_grad_in_a_scripted_two_process_group() -> None:
-    """Rank 1 of 2: forward puts the other rank's rows first; backward sums the gradient
-    with the other rank's and returns this rank's rows."""
-    other = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    mine = torch.tensor([[5.0, 6.0], [7.0, 8.0]], requires_grad=True)
-    other_grad = torch.tensor([[1.0, 1.0], [1.0, 1.0], [10.0, 20.0], [30.0, 40.0]])
+@pytest.mark.parametrize("rank", [0, 1])
+def test_gather_with_grad_in_a_scripted_two_process_group(rank: int) -> None:
+    """Rank ``rank`` of 2 with 2 rows of 3: forward puts the rows in rank order; backward sums
+    the gradient with the other rank's and returns this rank's rows."""
+    other = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    mine = torch.tensor([[7.0, 8.0, 9.0], [10.0, 11.0, 12.0]], requires_grad=True)
+    other_grad = torch.arange(18.0, 30.0).view(4, 3)
 
     def all_gather(parts, tensor):
-        parts[0].copy_(other)
-        parts[1].copy_(tensor)
+        assert tensor.is_contiguous()
+        parts[1 - rank].copy_(other)
+        parts[rank].copy_(tensor)
 
     def all_reduce(grad):
         assert grad.is_contiguous()
         grad += other_grad
 
     dist = G.dist
-    with mock.patch.object(G, "rank_and_world_size", return_value=(1, 2)), \
-            mock.patch.object(dist, "get_rank", return_value=1), \
+    with mock.patch.object(G, "rank_and_world_size", return_value=(rank, 2)), \
+            mock.patch.object(dist, "get_rank", return_value=rank), \
             mock.patch.object(dist, "get_world_size", return_value=2), \
             mock.patch.object(dist, "all_gather", side_effect=all_gather), \
             mock.patch.object(dist, "all_reduce", side_effect=all_reduce):
-        out = G.gather_with_grad(mine.t().t())  # a non-contiguous view
-        torch.testing.assert_close(out, torch.cat([other, mine.detach()]))
-        upstream = torch.arange(8.0).view(4, 2).t().contiguous().t()  # non-contiguous
+        out = G.gather_with_grad(mine.t().contiguous().t())  # a non-contiguous view
+        parts = [other, mine.detach()] if rank == 1 else [mine.detach(), other]
+        torch.testing.assert_close(out, torch.cat(parts))
+        upstream = torch.arange(12.0).view(3, 4).t()  # non-contiguous
         (grad,) = torch.autograd.grad(out, mine, upstream)
-    torch.testing.assert_close(grad, upstream[2:] + other_grad[2:])
+    rows = slice(2 * rank, 2 * rank + 2)
+    torch.testing.assert_close(grad, upstream[rows] + other_grad[rows])
 
 
 def test_gather_with_grad_without_a_process_group_is_the_identity() -> None:
