@@ -270,3 +270,12 @@ def test_load_json_keeps_order(tmp_path):
     path = tmp_path / "b.json"
     path.write_text(json.dumps({"z": 1, "a": 2}), encoding="utf-8")
     assert list(load_json(path)) == ["z", "a"]
+
+
+def test_table_rows_refuses_a_quoted_value_spanning_lines(tmp_path):
+    """CSV quoting joins two text lines into one row; the rows would then be paired with the
+    wrong line numbers, so the reader refuses the file instead."""
+    path = tmp_path / "quoted.tsv"
+    path.write_text('path\tclass\n"p1\np1b"\tc1\np2\tc2\n', encoding="utf-8")
+    with pytest.raises(ValueError):
+        table_rows(path, ("path", "class"))
