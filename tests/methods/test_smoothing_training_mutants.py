@@ -190,11 +190,13 @@ def test_chunks_of_small_batches() -> None:
     assert three.chunks(x[:2], y[:2]) == []
 
 
-def fit_chunked(images: Tensor, labels: Tensor, nan_at: int | None = None):
+def fit_chunked(images: Tensor, labels: Tensor, nan_at: int | None = None,
+                loop: str = "chunks"):
     torch.manual_seed(0)
     method = ConsistencyRegularization(
         backbone="tiny_cnn", backbone_kwargs={"width": 4}, num_classes=10, mean=[0.0] * 3,
-        std=[1.0] * 3, sigma=0.1, num_noise_samples=2, lr=0.01, val_attack=None)
+        std=[1.0] * 3, sigma=0.1, num_noise_samples=2, lr=0.01, val_attack=None,
+        training_loop=loop)
     losses: list[float] = []
     accuracies: list[float] = []
     original = method.training_loss
@@ -232,8 +234,9 @@ def test_the_chunked_loop_logs_the_mean_loss_and_accuracy_of_its_chunks() -> Non
 
 def test_the_chunked_loop_checks_the_first_batch_pixels_and_a_non_finite_loss() -> None:
     labels = torch.zeros(8, dtype=torch.long)
-    with pytest.raises(ValueError, match="pixel"):
-        fit_chunked(torch.full((8, 3, 8, 8), 2.0), labels)
+    for loop in ("chunks", "batch"):
+        with pytest.raises(ValueError, match="pixel"):
+            fit_chunked(torch.full((8, 3, 8, 8), 2.0), labels, loop=loop)
     fine = torch.full((16, 3, 8, 8), 0.5)
     with pytest.raises(NonFiniteLossError, match=r"^the training loss is nan at epoch 0, step 2 "
                                                  r"\(batch 1 of the epoch\)"):
