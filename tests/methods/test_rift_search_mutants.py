@@ -527,6 +527,10 @@ def test_selection_at_the_exact_threshold_and_its_messages() -> None:
         select_alpha([0.5], [0.5], [0.3])
     assert str(error.value) == "alphas must contain 0 (the robust model itself), got [0.5]"
     with pytest.raises(ValueError) as error:
+        select_alpha([0.0, 1.0], [0.5, 1.5], [0.3, 0.3])
+    assert str(error.value) == ("clean accuracies must be fractions in [0, 1], got [1.5]; "
+                                "divide percentages by 100")
+    with pytest.raises(ValueError) as error:
         select_alpha([0.0, 1.0], [0.5, 0.5], [0.3, -0.1])
     assert str(error.value) == ("robust accuracies must be fractions in [0, 1], got [-0.1]; "
                                 "divide percentages by 100")
