@@ -175,6 +175,12 @@ def test_allocate_largest_remainder_with_seeded_ties():
     assert _allocate(np.array([13, 5, 2]), 6, seed=0, stream=0).tolist() == [4, 1, 1]
     assert _allocate(np.array([13, 5, 2]), 4, seed=0, stream=0).tolist() == [3, 1, 0]
     assert _allocate(np.array([2, 2]), 4, seed=0, stream=0).tolist() == [2, 2]
+    # ten equal classes, five images: every remainder ties, the seeded draw picks the five
+    for seed, stream in [(0, 0), (3, 2)]:
+        tie = np.random.default_rng([seed, stream]).random(10)
+        expected = np.zeros(10, dtype=np.int64)
+        expected[np.argsort(tie)[:5]] = 1
+        assert _allocate(np.ones(10, dtype=np.int64), 5, seed, stream).tolist() == expected.tolist()
 
 
 def test_stratified_split_takes_each_class_prefix_of_its_seeded_permutation():
