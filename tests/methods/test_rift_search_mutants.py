@@ -537,3 +537,19 @@ def test_selection_at_the_exact_threshold_and_its_messages() -> None:
     with pytest.raises(ValueError) as error:
         select_alpha([0.0], [0.5], [0.3], tolerance=-0.5)
     assert str(error.value) == "tolerance must be >= 0 percentage points, got -0.5"
+
+
+def test_the_cache_is_replaced_from_a_hidden_temporary_beside_it(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    calls: list[dict] = []
+    original = tempfile.mkstemp
+
+    def recording(**kwargs: object) -> tuple[int, str]:
+        calls.append(kwargs)
+        return original(**kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", recording)
+    path = tmp_path / "mrc.json"
+    store_table(path, "k", [_row()], {})
+    assert calls == [{"dir": tmp_path, "prefix": ".mrc.json.", "suffix": ".tmp"}]
