@@ -446,7 +446,7 @@ def test_the_fingerprint_sees_names_dtypes_shapes_and_settings() -> None:
 
 
 def test_the_cache_file_format_and_its_errors(tmp_path) -> None:
-    path = tmp_path / "deeper" / "mrc.json"
+    path = tmp_path / "two" / "deeper" / "mrc.json"
     store_table(path, "k1", [_row()], {"epsilon": 0.1, "attack": PGDAttack()})
     content = json.loads(path.read_text())
     assert content == {"version": CACHE_FORMAT_VERSION, "entries": {"k1": {
