@@ -19,18 +19,10 @@ from lit_robust.errors import NonFiniteLossError
 from lit_robust.evaluation import SmoothedClassifier
 from lit_robust.losses import macer_terms
 from lit_robust.methods import MACER, ConsistencyRegularization, GaussianAugmentation, SmoothAdv
+from tests.methods.test_certified_training import built
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log")  # no Trainer
 
-MODEL = dict(backbone="tiny_cnn", backbone_kwargs={"width": 4}, num_classes=10,
-             mean=[0.5] * 3, std=[0.25] * 3)
-
-
-def built(method: type, **kwargs):
-    torch.manual_seed(0)
-    model = method(**MODEL, **kwargs)
-    model.configure_model()
-    return model
 
 
 def batch(count: int = 4) -> tuple[Tensor, Tensor]:
