@@ -123,13 +123,15 @@ def test_the_wheel_installs_into_a_fresh_environment_and_the_command_runs(
     fresh = tmp_path / "fresh"
     run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], cwd=tmp_path)
     python = fresh / "bin" / "python"
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    # without PYTHONPATH: a checkout on it would make pip skip the wheel as installed
     run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-         "--no-index", "--quiet", str(dist / f"{NAME}-py3-none-any.whl")], cwd=tmp_path)
+         "--no-index", "--quiet", str(dist / f"{NAME}-py3-none-any.whl")], cwd=tmp_path,
+        env=environment)
     fresh_site = Path(run([str(python), "-c", "import sysconfig; print(sysconfig.get_path("
                            "'purelib'))"], cwd=tmp_path).stdout.strip())
     (fresh_site / "test-environment.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     environment["PATH"] = f"{fresh / 'bin'}{os.pathsep}{environment.get('PATH', '')}"
 
     outside = tmp_path / "elsewhere"
