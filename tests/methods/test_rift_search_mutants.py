@@ -261,8 +261,8 @@ def test_the_adversarial_set_stops_at_max_samples_and_attacks_in_eval_mode() -> 
 
     class Endless:
         def __iter__(self):
-            yield from batches
-            raise AssertionError("read past max_samples")
+            yield from batches[:2]
+            raise AssertionError("read a batch past max_samples")
 
     attack = _Recorder()
     with torch.no_grad():
@@ -276,6 +276,13 @@ def test_the_adversarial_set_stops_at_max_samples_and_attacks_in_eval_mode() -> 
         generate_adversarial_set(model, [(x[:0], y[:0])], attack)
     assert str(error.value) == ("no images to build the adversarial set from; the data loader "
                                 "is empty")
+
+
+def test_a_last_batch_of_one_image_is_kept() -> None:
+    model = _linear_model()
+    x, y = _linear_data(3)
+    adv, labels = generate_adversarial_set(model, [(x[:2], y[:2]), (x[2:], y[2:])], _Recorder())
+    assert torch.equal(adv, x + 0.25) and torch.equal(labels, y)
 
 
 def test_the_default_adversarial_attack_is_pgd10_at_8_255(monkeypatch) -> None:

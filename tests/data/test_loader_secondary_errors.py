@@ -1,0 +1,84 @@
+"""The transfer loaders' less common checks, each on a hand-made file: an entry of the wrong
+type, a listing of the wrong shape, a missing ``.mat`` variable; every message names the file,
+the entry and what was expected. Also the Caltech split's smallest size and its description."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+
+from lit_robust.data import (
+    Caltech101DataModule,
+    Caltech256DataModule,
+    DTDDataModule,
+    Flowers102DataModule,
+    Food101DataModule,
+)
+from lit_robust.data.images import DataFileError
+from tests.data import transfer_files as files
+
+ADVICE = "; fix the entry or replace the file with the dataset's original"
+
+
+def test_a_coop_entry_that_is_not_a_list_names_the_file_and_the_entry(tmp_path) -> None:
+    folder = files.write_dtd(tmp_path, coop=True)
+    path = folder / "split_zhou_DescribableTextures.json"
+    document = json.loads(path.read_text())
+    document["train"][2] = "banded/banded_0001.jpg"
+    path.write_text(json.dumps(document))
+    with pytest.raises(DataFileError) as error:
+        DTDDataModule(root=str(tmp_path))._read("train")
+    assert str(error.value) == (f"{path}, entry train[2]: expected [<category>/<file>, label, "
+                                f"category], got 'banded/banded_0001.jpg'{ADVICE}")
+
+
+def test_a_coop_path_that_is_not_a_string_names_the_file_and_the_entry(tmp_path) -> None:
+    folder = files.write_dtd(tmp_path, coop=True)
+    path = folder / "split_zhou_DescribableTextures.json"
+    document = json.loads(path.read_text())
+    document["test"][0][0] = 17
+    path.write_text(json.dumps(document))
+    with pytest.raises(DataFileError) as error:
+        DTDDataModule(root=str(tmp_path))._read("test")
+    assert str(error.value) == (f"{path}, entry test[0]: expected '<category>/<file>' with a "
+                                f"category folder of images/ (banded, cracked, zigzagged), "
+                                f"got 17{ADVICE}")
+
+
+def test_a_food101_listing_that_is_not_an_object_names_the_file(tmp_path) -> None:
+    folder = files.write_food101(tmp_path)
+    path = folder / "meta" / "train.json"
+    path.write_text(json.dumps(["apple_pie/00"]))
+    with pytest.raises(DataFileError) as error:
+        Food101DataModule(root=str(tmp_path))._read("train")
+    assert str(error.value) == (f"{path}: expected an object mapping each class to its images, "
+                                f"got 'list'{ADVICE}")
+
+
+def test_a_missing_split_variable_names_the_file_and_what_it_holds(tmp_path) -> None:
+    folder = files.write_flowers102(tmp_path)
+    scipy.io.savemat(str(folder / "setid.mat"), {"trnid": np.array([[1, 2]], dtype=np.uint16)})
+    with pytest.raises(DataFileError) as error:
+        Flowers102DataModule(root=str(tmp_path))._read("test")
+    assert str(error.value).startswith(f"{folder / 'setid.mat'} has no variable tstid")
+    assert ("expected the image numbers of each split in 'trnid', 'valid' and 'tstid'"
+            in str(error.value))
+
+
+@pytest.mark.parametrize("cls", [Caltech101DataModule, Caltech256DataModule])
+def test_one_training_image_per_class_is_allowed_and_none_is_refused(tmp_path, cls) -> None:
+    cls(root=str(tmp_path), train_per_class=1)
+    with pytest.raises(ValueError, match=r"^train_per_class must be a positive integer, got 0$"):
+        cls(root=str(tmp_path), train_per_class=0)
+
+
+def test_the_per_class_layout_says_which_images_train(tmp_path) -> None:
+    first = Caltech101DataModule(root=str(tmp_path), train_per_class=3)
+    seeded = Caltech101DataModule(root=str(tmp_path), train_per_class=3, train_selection="seeded")
+    assert first.layouts[1].description == ("torchvision's Caltech-101 layout (the first 3 per "
+                                            "class train, the rest test)")
+    assert seeded.layouts[1].description == ("torchvision's Caltech-101 layout (seeded random 3 "
+                                             "per class train, the rest test)")
