@@ -11,11 +11,13 @@ import pytest
 import scipy.io
 
 from lit_robust.data import (
+    BirdsnapDataModule,
     Caltech101DataModule,
     Caltech256DataModule,
     DTDDataModule,
     Flowers102DataModule,
     Food101DataModule,
+    StanfordCarsDataModule,
 )
 from lit_robust.data.images import DataFileError
 from tests.data import transfer_files as files
@@ -82,3 +84,27 @@ def test_the_per_class_layout_says_which_images_train(tmp_path) -> None:
                                             "class train, the rest test)")
     assert seeded.layouts[1].description == ("torchvision's Caltech-101 layout (seeded random 3 "
                                              "per class train, the rest test)")
+
+
+def test_a_species_id_that_is_not_an_integer_names_the_line(tmp_path) -> None:
+    folder = files.write_birdsnap(tmp_path)
+    path = folder / "species.txt"
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace("2", "two", 1)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFileError) as error:
+        BirdsnapDataModule(root=str(tmp_path))._read("train")
+    assert str(error.value) == (f"{path}, line 3: expected an integer species id in the column "
+                                f"id, got {lines[2]!r}{ADVICE}")
+
+
+def test_annotations_without_a_class_field_name_the_file_and_the_fields(tmp_path) -> None:
+    folder = files.write_stanford_cars(tmp_path)
+    path = folder / "devkit" / "cars_train_annos.mat"
+    annotations = np.zeros((1, 2), dtype=[("fname", object), ("label", object)])
+    scipy.io.savemat(str(path), {"annotations": annotations})
+    with pytest.raises(DataFileError) as error:
+        StanfordCarsDataModule(root=str(tmp_path))._read("train")
+    assert str(error.value) == (f"{path}: expected an 'annotations' struct array with the "
+                                f"fields fname and class, got \"annotations with the fields "
+                                f"['fname', 'label']\"{ADVICE}")
