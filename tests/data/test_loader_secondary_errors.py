@@ -1,6 +1,7 @@
 """The transfer loaders' less common checks, each on a hand-made file: an entry of the wrong
 type, a listing of the wrong shape, a missing ``.mat`` variable; every message names the file,
-the entry and what was expected. Also the Caltech split's smallest size and its description."""
+the entry and what was expected. Also the Caltech split's smallest size and its description,
+and SUN397's lower-case folder name."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from lit_robust.data import (
     Flowers102DataModule,
     Food101DataModule,
     StanfordCarsDataModule,
+    SUN397DataModule,
 )
 from lit_robust.data.images import DataFileError
 from tests.data import transfer_files as files
@@ -108,3 +110,10 @@ def test_annotations_without_a_class_field_name_the_file_and_the_fields(tmp_path
     assert str(error.value) == (f"{path}: expected an 'annotations' struct array with the "
                                 f"fields fname and class, got \"annotations with the fields "
                                 f"['fname', 'label']\"{ADVICE}")
+
+
+def test_a_lower_case_sun397_folder_is_found(tmp_path) -> None:
+    files.write_sun397(tmp_path).rename(tmp_path / "sun397")
+    data = SUN397DataModule(root=str(tmp_path))
+    assert data._locate()[1] == tmp_path / "sun397"
+    assert len(data._read("train").labels) > 0

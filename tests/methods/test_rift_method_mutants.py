@@ -222,6 +222,13 @@ def test_trainable_entries_training_batchnorms_and_the_mutable_state() -> None:
     assert nothing._trainable_names() == set() and nothing._training_bn_names() == []
 
 
+def test_the_network_itself_as_module_trains_its_own_parameters_only() -> None:
+    model = _rift()
+    model.model.net.register_parameter("temperature", nn.Parameter(torch.ones(1)))
+    model.finetuned_modules = [""]
+    assert model._trainable_names() == {"net.temperature"}
+
+
 def test_each_batch_puts_the_frozen_batchnorms_back_in_eval() -> None:
     model = _rift()
     model.finetuned_modules = ["layer2.bn"]
