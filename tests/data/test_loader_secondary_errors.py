@@ -6,6 +6,7 @@ and SUN397's lower-case folder name."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,15 +28,21 @@ from tests.data import transfer_files as files
 ADVICE = "; fix the entry or replace the file with the dataset's original"
 
 
+def _refusal(cls: type, root: Path, split: str) -> str:
+    """The message of the error reading ``split`` of the dataset under ``root`` raises."""
+    with pytest.raises(DataFileError) as error:
+        cls(root=str(root))._read(split)
+    return str(error.value)
+
+
 def test_a_coop_entry_that_is_not_a_list_names_the_file_and_the_entry(tmp_path) -> None:
     folder = files.write_dtd(tmp_path, coop=True)
     path = folder / "split_zhou_DescribableTextures.json"
     document = json.loads(path.read_text())
     document["train"][2] = "banded/banded_0001.jpg"
     path.write_text(json.dumps(document))
-    with pytest.raises(DataFileError) as error:
-        DTDDataModule(root=str(tmp_path))._read("train")
-    assert str(error.value) == (f"{path}, entry train[2]: expected [<category>/<file>, label, "
+    message = _refusal(DTDDataModule, tmp_path, "train")
+    assert message == (f"{path}, entry train[2]: expected [<category>/<file>, label, "
                                 f"category], got 'banded/banded_0001.jpg'{ADVICE}")
 
 
@@ -45,9 +52,8 @@ def test_a_coop_path_that_is_not_a_string_names_the_file_and_the_entry(tmp_path)
     document = json.loads(path.read_text())
     document["test"][0][0] = 17
     path.write_text(json.dumps(document))
-    with pytest.raises(DataFileError) as error:
-        DTDDataModule(root=str(tmp_path))._read("test")
-    assert str(error.value) == (f"{path}, entry test[0]: expected '<category>/<file>' with a "
+    message = _refusal(DTDDataModule, tmp_path, "test")
+    assert message == (f"{path}, entry test[0]: expected '<category>/<file>' with a "
                                 f"category folder of images/ (banded, cracked, zigzagged), "
                                 f"got 17{ADVICE}")
 
@@ -56,20 +62,17 @@ def test_a_food101_listing_that_is_not_an_object_names_the_file(tmp_path) -> Non
     folder = files.write_food101(tmp_path)
     path = folder / "meta" / "train.json"
     path.write_text(json.dumps(["apple_pie/00"]))
-    with pytest.raises(DataFileError) as error:
-        Food101DataModule(root=str(tmp_path))._read("train")
-    assert str(error.value) == (f"{path}: expected an object mapping each class to its images, "
+    message = _refusal(Food101DataModule, tmp_path, "train")
+    assert message == (f"{path}: expected an object mapping each class to its images, "
                                 f"got 'list'{ADVICE}")
 
 
 def test_a_missing_split_variable_names_the_file_and_what_it_holds(tmp_path) -> None:
     folder = files.write_flowers102(tmp_path)
     scipy.io.savemat(str(folder / "setid.mat"), {"trnid": np.array([[1, 2]], dtype=np.uint16)})
-    with pytest.raises(DataFileError) as error:
-        Flowers102DataModule(root=str(tmp_path))._read("test")
-    assert str(error.value).startswith(f"{folder / 'setid.mat'} has no variable tstid")
-    assert ("expected the image numbers of each split in 'trnid', 'valid' and 'tstid'"
-            in str(error.value))
+    message = _refusal(Flowers102DataModule, tmp_path, "test")
+    assert message.startswith(f"{folder / 'setid.mat'} has no variable tstid")
+    assert "expected the image numbers of each split in 'trnid', 'valid' and 'tstid'" in message
 
 
 @pytest.mark.parametrize("cls", [Caltech101DataModule, Caltech256DataModule])
@@ -94,9 +97,8 @@ def test_a_species_id_that_is_not_an_integer_names_the_line(tmp_path) -> None:
     lines = path.read_text().splitlines()
     lines[2] = lines[2].replace("2", "two", 1)
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataFileError) as error:
-        BirdsnapDataModule(root=str(tmp_path))._read("train")
-    assert str(error.value) == (f"{path}, line 3: expected an integer species id in the column "
+    message = _refusal(BirdsnapDataModule, tmp_path, "train")
+    assert message == (f"{path}, line 3: expected an integer species id in the column "
                                 f"id, got {lines[2]!r}{ADVICE}")
 
 
@@ -105,9 +107,8 @@ def test_annotations_without_a_class_field_name_the_file_and_the_fields(tmp_path
     path = folder / "devkit" / "cars_train_annos.mat"
     annotations = np.zeros((1, 2), dtype=[("fname", object), ("label", object)])
     scipy.io.savemat(str(path), {"annotations": annotations})
-    with pytest.raises(DataFileError) as error:
-        StanfordCarsDataModule(root=str(tmp_path))._read("train")
-    assert str(error.value) == (f"{path}: expected an 'annotations' struct array with the "
+    message = _refusal(StanfordCarsDataModule, tmp_path, "train")
+    assert message == (f"{path}: expected an 'annotations' struct array with the "
                                 f"fields fname and class, got \"annotations with the fields "
                                 f"['fname', 'label']\"{ADVICE}")
 
