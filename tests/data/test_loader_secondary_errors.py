@@ -1,7 +1,7 @@
 """The transfer loaders' less common checks, each on a hand-made file: an entry of the wrong
 type, a listing of the wrong shape, a missing ``.mat`` variable; every message names the file,
 the entry and what was expected. Also the Caltech split's smallest size and its description,
-and SUN397's lower-case folder name."""
+SUN397's lower-case folder name, and the layouts Birdsnap and SUN397 say they looked for."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from lit_robust.data import (
     SUN397DataModule,
 )
 from lit_robust.data.images import DataFileError
+from lit_robust.data.layouts import DatasetNotFoundError
 from tests.data import transfer_files as files
 
 ADVICE = "; fix the entry or replace the file with the dataset's original"
@@ -118,3 +119,19 @@ def test_a_lower_case_sun397_folder_is_found(tmp_path) -> None:
     data = SUN397DataModule(root=str(tmp_path))
     assert data._locate()[1] == tmp_path / "sun397"
     assert len(data._read("train").labels) > 0
+
+
+@pytest.mark.parametrize(("cls", "descriptions"), [
+    (BirdsnapDataModule, ["the official Birdsnap archive, images under download/images/",
+                          "the official Birdsnap archive, images under images/"]),
+    (SUN397DataModule, ["torchvision's SUN397 layout with the official partition files beside "
+                        "ClassName.txt",
+                        "torchvision's SUN397 layout with the official partition files in "
+                        "Partitions/"]),
+])
+def test_a_missing_dataset_names_each_layout_it_looked_for(tmp_path, cls, descriptions) -> None:
+    with pytest.raises(DatasetNotFoundError) as error:
+        cls(root=str(tmp_path))._locate()
+    looked_for = [line.split(", in one of: ")[0].removeprefix("  - ")
+                  for line in str(error.value).splitlines() if line.startswith("  - ")]
+    assert looked_for == descriptions
