@@ -135,3 +135,32 @@ def test_a_missing_dataset_names_each_layout_it_looked_for(tmp_path, cls, descri
     looked_for = [line.split(", in one of: ")[0].removeprefix("  - ")
                   for line in str(error.value).splitlines() if line.startswith("  - ")]
     assert looked_for == descriptions
+
+
+def test_an_image_species_id_that_is_not_an_integer_names_the_line(tmp_path) -> None:
+    folder = files.write_birdsnap(tmp_path)
+    path = folder / "images.txt"
+    line = "http://x\t0\tBlue_Jay/9.jpg\tjay\t1\t1\t2\t2\t1\t1"
+    path.write_text(path.read_text() + line + "\n")
+    number = len(path.read_text().splitlines())
+    message = _refusal(BirdsnapDataModule, tmp_path, "train")
+    assert message.startswith(f"{path}, line {number}: expected ")
+    assert message.endswith(f"got {line!r}{ADVICE}")
+
+
+def test_a_coop_file_without_the_split_names_the_file_and_what_it_holds(tmp_path) -> None:
+    folder = files.write_dtd(tmp_path, coop=True)
+    path = folder / "split_zhou_DescribableTextures.json"
+    path.write_text(json.dumps({"val": []}))
+    message = _refusal(DTDDataModule, tmp_path, "train")
+    assert message == (f"{path}: expected an object with a list 'train' of [<category>/<file>, "
+                       f"label, category] entries, got 'dict without it'{ADVICE}")
+
+
+def test_a_single_annotation_is_one_image(tmp_path) -> None:
+    folder = files.write_stanford_cars(tmp_path)
+    scipy.io.savemat(str(folder / "devkit" / "cars_train_annos.mat"),
+                     {"annotations": files._annotations([("00004.jpg", 3)])})
+    split = StanfordCarsDataModule(root=str(tmp_path))._read("train")
+    assert split.labels.tolist() == [2]
+    assert split.files == [str(folder / "cars_train" / "00004.jpg")]
