@@ -34,6 +34,7 @@ from lit_robust.methods.rift.criticality import (
 from lit_robust.methods.rift.prefix_reuse import (
     ForwardRunner,
     PrefixReuseRunner,
+    _agree,
     _replaced_forwards,
     build_runner,
 )
@@ -427,6 +428,59 @@ def test_a_chain_of_runners_is_right_after_the_previous_one_was_used() -> None:
         torch.testing.assert_close(second(torch.arange(5)), expected)
     torch.testing.assert_close(second.live[model.net.b],
                                model.net.b(model.net.act(model.net.a(model.normalize(x)))))
+
+
+def test_a_chained_runner_computes_its_stores_through_the_previous_one() -> None:
+    model, x = _branchy()
+    first = build_runner(model, model.net.b, x, batch_size=2)
+    rows: list[int] = []
+    convolve = model.net.a.forward
+
+    def counted(inputs: Tensor) -> Tensor:  # replaced while a runner skips net.a, not hooked
+        rows.append(len(inputs))
+        return convolve(inputs)
+
+    model.net.a.forward = counted
+    build_runner(model, model.net.head, x, batch_size=2, previous=first)
+    with_previous = sum(rows)
+    rows.clear()
+    build_runner(model, model.net.head, x, batch_size=2)
+    assert (with_previous, sum(rows)) == (2, 2 + 5)  # the probe's trace; then the 5 inputs
+
+
+def test_stores_that_disagree_anywhere_are_refused() -> None:
+    a, b = nn.Linear(1, 1), nn.Linear(1, 1)
+    probe = {a: torch.ones(2, 3), b: torch.zeros(2, 3)}
+    assert _agree({a: torch.ones(4, 3), b: torch.zeros(4, 3)}, probe)
+    assert not _agree({a: torch.ones(4, 3) + 1, b: torch.zeros(4, 3)}, probe)
+    assert not _agree({a: torch.ones(4, 3), b: torch.ones(4, 3)}, probe)
+    assert not _agree(None, probe)
+
+
+class _ScaledInput(nn.Module):
+    """A forward that computes on its input before the first submodule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+        self.b = nn.Conv2d(4, 4, 1)
+        self.head = nn.Linear(4, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.b(self.a(x * 2.0)).mean(dim=(2, 3)))
+
+
+def test_reuse_works_when_the_forward_computes_on_its_input_first() -> None:
+    torch.manual_seed(0)
+    model = _ScaledInput().eval()
+    x = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    runner = build_runner(model, model.b, x, batch_size=2)
+    assert isinstance(runner, PrefixReuseRunner) and set(runner.live) == {model.a}
+    idx = torch.tensor([2, 0])
+    with torch.no_grad():
+        expected = model(x[idx])
+    with runner.active(), torch.no_grad():
+        torch.testing.assert_close(runner(idx), expected)
 
 
 # --------------------------------------------------------------------------- cache
