@@ -148,13 +148,15 @@ def test_an_image_species_id_that_is_not_an_integer_names_the_line(tmp_path) -> 
     assert message.endswith(f"got {line!r}{ADVICE}")
 
 
-def test_a_coop_file_without_the_split_names_the_file_and_what_it_holds(tmp_path) -> None:
+@pytest.mark.parametrize(("document", "found"), [({"val": []}, "dict"), ([], "list")])
+def test_a_coop_file_without_the_split_names_the_file_and_what_it_holds(
+        tmp_path, document: object, found: str) -> None:
     folder = files.write_dtd(tmp_path, coop=True)
     path = folder / "split_zhou_DescribableTextures.json"
-    path.write_text(json.dumps({"val": []}))
+    path.write_text(json.dumps(document))
     message = _refusal(DTDDataModule, tmp_path, "train")
     assert message == (f"{path}: expected an object with a list 'train' of [<category>/<file>, "
-                       f"label, category] entries, got 'dict without it'{ADVICE}")
+                       f"label, category] entries, got '{found} without it'{ADVICE}")
 
 
 def test_a_single_annotation_is_one_image(tmp_path) -> None:

@@ -126,6 +126,25 @@ def test_every_field_of_the_rows_matches_the_restated_ascent(every_step: bool,
     assert all(r.worst_epoch > 0 and r.loss_after > r.loss_before for r in rows)
 
 
+@pytest.mark.parametrize(("reuse_prefix", "reused"), [(False, [False, False]),
+                                                     (True, [True, True])])
+def test_reuse_prefix_holds_for_every_module(monkeypatch, reuse_prefix: bool,
+                                             reused: list[bool]) -> None:
+    built: list[bool] = []
+    build = criticality.build_runner
+
+    def recording(*args, **kwargs) -> ForwardRunner:  # noqa: ANN002, ANN003
+        runner = build(*args, **kwargs)
+        built.append(runner.reuses_prefix)
+        return runner
+
+    monkeypatch.setattr(criticality, "build_runner", recording)
+    x, y = _linear_data()
+    module_robust_criticality(_linear_model(), x, y, reuse_prefix=reuse_prefix, epochs=1,
+                              batch_size=4, progress=False)
+    assert built == reused
+
+
 def test_the_default_settings_are_the_papers_and_the_default_seed_is_zero() -> None:
     model = _linear_model()
     x, y = _linear_data()
