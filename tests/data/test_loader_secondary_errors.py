@@ -90,6 +90,28 @@ def test_the_per_class_layout_says_which_images_train(tmp_path) -> None:
                                             "class train, the rest test)")
     assert seeded.layouts[1].description == ("torchvision's Caltech-101 layout (seeded random 3 "
                                              "per class train, the rest test)")
+    assert Caltech256DataModule(root=str(tmp_path), train_per_class=4).layouts[0].description \
+        == "torchvision's Caltech-256 layout (the first 4 per class train, the rest test)"
+
+
+@pytest.mark.parametrize("selection", ["first", "seeded"])
+def test_a_class_too_small_for_the_split_names_the_dataset(tmp_path, selection: str) -> None:
+    files.write_caltech101(tmp_path, per_class=5)
+    data = Caltech101DataModule(root=str(tmp_path), train_per_class=5, train_selection=selection)
+    with pytest.raises(ValueError, match=r"^Caltech-101: class \d+ has 5 images, but the split "
+                                         r"takes train_per_class=5 of them for training"):
+        data._read("train")
+
+
+def test_a_class_that_is_not_an_integer_names_the_annotation(tmp_path) -> None:
+    folder = files.write_stanford_cars(tmp_path)
+    path = folder / "devkit" / "cars_train_annos.mat"
+    annotations = files._annotations([("00001.jpg", 1), ("00002.jpg", 2)])
+    annotations[0, 1]["class"] = "x"
+    scipy.io.savemat(str(path), {"annotations": annotations})
+    message = _refusal(StanfordCarsDataModule, tmp_path, "train")
+    assert message == (f"{path}, annotations[1]: expected a class in 1..3, got 'class x of "
+                       f"00002.jpg'{ADVICE}")
 
 
 def test_a_species_id_that_is_not_an_integer_names_the_line(tmp_path) -> None:
