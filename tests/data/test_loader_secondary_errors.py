@@ -188,3 +188,18 @@ def test_a_single_annotation_is_one_image(tmp_path) -> None:
     split = StanfordCarsDataModule(root=str(tmp_path))._read("train")
     assert split.labels.tolist() == [2]
     assert split.files == [str(folder / "cars_train" / "00004.jpg")]
+
+
+def test_caltech101_in_torchvisions_nested_folder_is_found(tmp_path) -> None:
+    files.write_caltech101(tmp_path / "caltech101")
+    data = Caltech101DataModule(root=str(tmp_path), train_per_class=2)
+    assert data._locate()[1] == tmp_path / "caltech101" / "caltech101"
+
+
+def test_annotations_missing_from_the_mat_file_say_what_was_expected(tmp_path) -> None:
+    folder = files.write_stanford_cars(tmp_path)
+    path = folder / "devkit" / "cars_train_annos.mat"
+    scipy.io.savemat(str(path), {"notes": np.arange(3)})
+    message = _refusal(StanfordCarsDataModule, tmp_path, "train")
+    assert message.startswith(f"{path} has no variable annotations (it holds notes); expected "
+                              "an 'annotations' struct array with the fields fname and class")
