@@ -24,7 +24,6 @@ from tests.methods.test_certified_training import built
 pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log")  # no Trainer
 
 
-
 def batch(count: int = 4) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(1)
     return (torch.rand(count, 3, 16, 16, generator=generator),
